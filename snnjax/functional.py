@@ -1,0 +1,102 @@
+"""Network-level helpers (SpikingJelly's ``activation_based.functional`` counterparts)."""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from snnjax.neuron.base import STEP_MODES, MemoryModule
+
+Array = jax.Array
+
+
+def _modules(model: Any):
+    if isinstance(model, nnx.Module):
+        return [m for _, m in model.iter_modules()]
+    if isinstance(model, (list, tuple)):
+        return [m for item in model for m in _modules(item)]
+    raise TypeError(f"model must be a flax.nnx.Module (or a list of them), got {type(model).__name__}")
+
+
+def memory_modules(model: Any) -> list[MemoryModule]:
+    """Every stateful neuron module inside ``model`` (depth first)."""
+    return [m for m in _modules(model) if isinstance(m, MemoryModule)]
+
+
+def reset_net(model: Any) -> None:
+    """Reset the state of every neuron in ``model`` (call between independent sequences)."""
+    for m in _modules(model):
+        reset = getattr(m, "reset", None)
+        if callable(reset):
+            reset()
+
+
+def detach_net(model: Any) -> None:
+    """Stop gradients through every neuron's stored state (truncated BPTT)."""
+    for m in _modules(model):
+        detach = getattr(m, "detach", None)
+        if callable(detach):
+            detach()
+
+
+def set_step_mode(model: Any, step_mode: str) -> None:
+    """Set ``step_mode`` (``'s'`` or ``'m'``) on every module of ``model`` that has one."""
+    if step_mode not in STEP_MODES:
+        raise ValueError(f"step_mode must be one of {STEP_MODES}, got {step_mode!r}")
+    for m in _modules(model):
+        if isinstance(m, MemoryModule) or hasattr(m, "step_mode"):
+            supported = getattr(m, "supported_step_modes", STEP_MODES)
+            if step_mode not in supported:
+                raise ValueError(f"{type(m).__name__} supports step_mode in {supported} only, "
+                                 f"got {step_mode!r}")
+            m.step_mode = step_mode
+
+
+def seq_to_ann_forward(x_seq: Array | Sequence[Array], stateless_module: Callable | Sequence[Callable]) -> Any:
+    """Apply stateless layers to a sequence by folding time into the batch.
+
+    ``[T, B, *] -> [T * B, *] -> module(s) -> [T, B, *']``. ``x_seq`` may be a tuple of arrays
+    sharing ``[T, B]``; the module(s) then receive them as positional arguments.
+    """
+    xs = tuple(x_seq) if isinstance(x_seq, (tuple, list)) else (x_seq,)
+    lead = xs[0].shape[:2]
+    for x in xs:
+        if x.ndim < 2 or x.shape[:2] != lead:
+            raise ValueError(f"seq_to_ann_forward: every input must be [T, B, *] with the same T and "
+                             f"B; got shapes {[tuple(x.shape) for x in xs]}")
+    flat = tuple(x.reshape((lead[0] * lead[1],) + x.shape[2:]) for x in xs)
+    mods = stateless_module if isinstance(stateless_module, (list, tuple)) else (stateless_module,)
+    y = mods[0](*flat)
+    for mod in mods[1:]:
+        y = mod(y)
+    return jax.tree_util.tree_map(lambda a: a.reshape(lead + a.shape[1:]), y)
+
+
+def multi_step_forward(x_seq: Array, single_step_module: Callable | Sequence[Callable]) -> Array:
+    """Apply single-step module(s) at every time step of ``x_seq[T, N, *]`` and stack the outputs.
+
+    Stateful modules carry their state from step to step. This is a loop over ``T`` traced into
+    the program; prefer ``step_mode='m'`` neurons, which fuse the time loop.
+    """
+    mods = single_step_module if isinstance(single_step_module, (list, tuple)) else (single_step_module,)
+    outs = []
+    for t in range(x_seq.shape[0]):
+        y = x_seq[t]
+        for mod in mods:
+            y = mod(y)
+        outs.append(y)
+    return jnp.stack(outs)
+
+
+def chunk_multi_step_forward(split_size: int, x_seq: Array, multi_step_module: Callable) -> Array:
+    """Run a multi-step module on consecutive time chunks of ``split_size`` (state carries over)."""
+    if not isinstance(split_size, int) or split_size < 1:
+        raise ValueError(f"split_size must be a positive int, got {split_size!r}")
+    outs = [multi_step_module(x_seq[i:i + split_size]) for i in range(0, x_seq.shape[0], split_size)]
+    return jnp.concatenate(outs)
+
+
+__all__ = ["chunk_multi_step_forward", "detach_net", "memory_modules", "multi_step_forward",
+           "reset_net", "seq_to_ann_forward", "set_step_mode"]

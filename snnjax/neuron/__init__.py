@@ -1,0 +1,20 @@
+"""Spiking neuron modules (Flax NNX), named and parameterised like
+``spikingjelly.activation_based.neuron``.
+
+Every module has the stateful call ``m(x)`` (``step_mode='s'``: ``[N, *]``; ``'m'``:
+``[T, N, *]``) and the pure API ``m.init_state(x)``, ``m.step(state, x)``,
+``m.multi_step(state, x_seq)``, which never mutates the module.
+"""
+from snnjax.neuron.base import (
+    BaseNode, MemoryModule, NeuronState, NonSpikingBaseNode, SimpleBaseNode, StateSequence,
+)
+from snnjax.neuron.integrate_and_fire import (
+    IFNode, LIFNode, NonSpikingIFNode, NonSpikingLIFNode, ParametricLIFNode, SimpleIFNode,
+    SimpleLIFNode,
+)
+
+__all__ = [
+    "BaseNode", "IFNode", "LIFNode", "MemoryModule", "NeuronState", "NonSpikingBaseNode",
+    "NonSpikingIFNode", "NonSpikingLIFNode", "ParametricLIFNode", "SimpleBaseNode", "SimpleIFNode",
+    "SimpleLIFNode", "StateSequence",
+]

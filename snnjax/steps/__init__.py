@@ -1,0 +1,6 @@
+"""Pure neuron step functions, grouped by family. No Flax: usable from plain JAX or Equinox."""
+from snnjax.steps.common import cast_out, fire, fire_and_reset, reset, rest_level, state_dtype
+from snnjax.steps.integrate_and_fire import (
+    DECODES, decode_membrane, if_charge, integrator_step, lif_charge, nonspiking_lif_charge,
+    plif_charge, simple_lif_charge, spiking_step,
+)

@@ -1,0 +1,56 @@
+"""Fire and reset: the two halves of a spiking step shared by every neuron family.
+
+Notation (SpikingJelly's): ``H`` charged membrane, ``S`` spike, ``V`` post-reset membrane,
+``theta`` = ``v_threshold``, ``V_r`` = ``v_reset``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+SpikeFn = Callable[[Array], Array]
+
+
+def state_dtype(x_dtype: Any) -> jnp.dtype:
+    """Neuron state is kept in at least float32 (bf16/fp16 inputs get float32 state)."""
+    return jnp.promote_types(x_dtype, jnp.float32)
+
+
+def fire(h: Array, v_threshold: Any, surrogate: SpikeFn) -> Array:
+    """``S = sg(H - theta)``: Heaviside forward (fires at equality), surrogate gradient backward."""
+    return surrogate(h - v_threshold)
+
+
+def reset(h: Array, spike: Array, v_threshold: Any, v_reset: Any, *, soft_reset: bool,
+          detach_reset: bool) -> Array:
+    """Membrane after the spike.
+
+    hard reset: ``V = S * V_r + (1 - S) * H``;  soft reset: ``V = H - S * theta``.
+    With ``detach_reset`` the spike enters this equation without gradient.
+    """
+    s = jax.lax.stop_gradient(spike) if detach_reset else spike
+    if soft_reset:
+        return h - s * v_threshold
+    return s * v_reset + (1.0 - s) * h
+
+
+def fire_and_reset(h: Array, params: dict, *, surrogate: SpikeFn, soft_reset: bool,
+                   detach_reset: bool) -> tuple[Array, Array]:
+    """Fire from ``H`` then reset; returns ``(V, S)``."""
+    spike = fire(h, params["v_threshold"], surrogate)
+    v = reset(h, spike, params["v_threshold"], params.get("v_reset", 0.0),
+              soft_reset=soft_reset, detach_reset=detach_reset)
+    return v, spike
+
+
+def rest_level(params: dict, soft_reset: bool) -> Any:
+    """Leaky neurons decay towards ``V_r`` with hard reset and towards 0 with soft reset."""
+    return 0.0 if soft_reset else params["v_reset"]
+
+
+def cast_out(out: Array, x: Array) -> Array:
+    """Spikes leave the step in the input dtype (state stays in float32 or wider)."""
+    return out.astype(x.dtype) if out.dtype != x.dtype else out
