@@ -14,7 +14,8 @@ Array = jax.Array
 
 def _modules(model: Any):
     if isinstance(model, nnx.Module):
-        return [m for _, m in model.iter_modules()]
+        it = nnx.iter_modules(model) if hasattr(nnx, "iter_modules") else model.iter_modules()
+        return [m for _, m in it]
     if isinstance(model, (list, tuple)):
         return [m for item in model for m in _modules(item)]
     raise TypeError(f"model must be a flax.nnx.Module (or a list of them), got {type(model).__name__}")
