@@ -1,0 +1,203 @@
+"""Common machinery of the surrogate spike functions.
+
+A surrogate is an immutable, hashable dataclass holding only Python hyperparameters.  It can
+therefore be passed as a static argument of :func:`jax.jit` and as a ``nondiff_argnums`` operand
+of :func:`jax.custom_vjp`.  Every spiking-mode call goes through the single custom VJP
+:func:`_surrogate_spike` defined here: forward = the class's spike (Heaviside for most), backward
+= cotangent times ``surrogate.derivative(x)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import numbers
+from typing import Any, ClassVar, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["heaviside", "SurrogateFunction"]
+
+Array = jax.Array
+
+
+def heaviside(x: Any) -> Array:
+    r"""Step function with :math:`\Theta(0) = 1`.
+
+    .. math:: \Theta(x) = 1 \text{ if } x \ge 0 \text{ else } 0
+
+    Returned in ``x``'s dtype (integer inputs give integer outputs). ``-0.0`` fires, NaN does not.
+    Not differentiable by itself (zero gradient); the surrogate classes add the backward.
+    """
+    x = jnp.asarray(x)
+    return (x >= 0).astype(x.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# The one shared custom VJP.  ``aux`` carries per-call non-differentiable operands (the uniform
+# noise of PoissonPass); it is ``None`` for deterministic surrogates.
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _surrogate_spike(sg: "SurrogateFunction", x: Array, aux: Any) -> Array:
+    return sg._spike_forward(x, aux)
+
+
+def _surrogate_spike_fwd(sg: "SurrogateFunction", x: Array, aux: Any):
+    return sg._spike_forward(x, aux), (x, aux)
+
+
+def _surrogate_spike_bwd(sg: "SurrogateFunction", res, g: Array):
+    x, aux = res
+    # the output dtype may differ from x's (PoissonPass emits float32): cast back
+    gx = (g.astype(x.dtype) * sg.derivative(x)).astype(x.dtype)
+    return gx, jax.tree_util.tree_map(jnp.zeros_like, aux)
+
+
+_surrogate_spike.defvjp(_surrogate_spike_fwd, _surrogate_spike_bwd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument validation helpers (hyperparameters must be static Python values).
+# ---------------------------------------------------------------------------------------------
+
+
+def _as_real(cls_name: str, name: str, value: Any) -> float:
+    """Validate a real hyperparameter and return it as a Python float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{cls_name}: '{name}' must be a real Python number (a static hyperparameter, not an "
+            f"array or tracer); got {value!r} of type {type(value).__name__}"
+        )
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{cls_name}: '{name}' must be finite; got {value!r}")
+    return value
+
+
+def _as_int(cls_name: str, name: str, value: Any) -> int:
+    """Validate an integer hyperparameter (bool rejected) and return it as a Python int."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"{cls_name}: '{name}' must be an int (not bool/float); got {value!r} of type "
+            f"{type(value).__name__}"
+        )
+    return int(value)
+
+
+def _as_bool(cls_name: str, name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{cls_name}: '{name}' must be True or False; got {value!r}")
+    return bool(value)
+
+
+def _inv(a: float) -> float:
+    """1/a with 1/0 = inf (a zero width parameter then means an unbounded window)."""
+    return math.inf if a == 0.0 else 1.0 / a
+
+
+class SurrogateFunction:
+    r"""Base class of all surrogate spike functions.
+
+    Subclasses are ``@dataclasses.dataclass(frozen=True)``: instances are immutable and hashable,
+    and two instances are equal when they are of the same class with the same hyperparameters.
+    Use them as static ``jax.jit`` arguments freely.
+
+    * ``sg(x)`` — spiking mode (``sg.spiking``): the spike (Heaviside :math:`\Theta(x)` unless the
+      class says otherwise) with gradient :math:`\bar g\,\sigma'(x)`; primitive mode: the smooth
+      primitive :math:`g(x)` differentiated by ordinary autodiff.
+    * ``sg.derivative(x)`` — :math:`\sigma'(x)` as a plain ``jnp`` function.
+    * ``sg.primitive(x)`` — :math:`g(x)` as a plain ``jnp`` function.
+    * ``sg.set_spiking_mode(flag)`` — returns a **new** instance (instances are immutable; the
+      reference mutates in place).
+
+    Everything is computed in ``x``'s dtype (hyperparameters are Python floats, hence weakly typed).
+    """
+
+    #: hyperparameter names in the reference's order (``spiking`` excluded)
+    _param_names: ClassVar[Tuple[str, ...]] = ()
+    #: subset of ``_param_names`` that are real numbers (validated and stored as float)
+    _real_params: ClassVar[Tuple[str, ...]] = ()
+    #: whether the class has a primitive function
+    has_primitive: ClassVar[bool] = True
+    #: whether spiking mode needs a PRNG key
+    stochastic: ClassVar[bool] = False
+
+    spiking: bool
+
+    # -- construction ---------------------------------------------------------------------------
+
+    def __post_init__(self) -> None:
+        cls_name = type(self).__name__
+        for name in self._real_params:
+            object.__setattr__(self, name, _as_real(cls_name, name, getattr(self, name)))
+        object.__setattr__(self, "spiking", _as_bool(cls_name, "spiking", self.spiking))
+        self._validate()
+
+    def _validate(self) -> None:
+        """Class-specific constraints (override)."""
+
+    # -- public API -----------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @property
+    def hyperparameters(self) -> dict:
+        """Hyperparameters (without ``spiking``) in the reference's order."""
+        return {k: getattr(self, k) for k in self._param_names}
+
+    def to_dict(self) -> dict:
+        """Golden-file style description: ``{"name": ..., **hyperparameters[, "spiking": False]}``."""
+        d = {"name": self.name, **self.hyperparameters}
+        if not self.spiking:
+            d["spiking"] = False
+        return d
+
+    def set_spiking_mode(self, spiking: bool) -> "SurrogateFunction":
+        """Return a copy with ``spiking`` set (instances are immutable)."""
+        spiking = _as_bool(self.name, "spiking", spiking)
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        if fields["spiking"].init:
+            return dataclasses.replace(self, spiking=spiking)
+        new = dataclasses.replace(self)
+        object.__setattr__(new, "spiking", spiking)
+        return new
+
+    def __call__(self, x: Any, key: Optional[Array] = None) -> Array:
+        """Spike (spiking mode, surrogate gradient) or smooth primitive (``spiking=False``).
+
+        ``key`` is only used by stochastic surrogates (:class:`PoissonPass`) and ignored otherwise.
+        """
+        x = jnp.asarray(x)
+        if not self.spiking:
+            return self.primitive(x)
+        return _surrogate_spike(self, x, self._aux(x, key))
+
+    def derivative(self, x: Any) -> Array:
+        r"""Surrogate derivative :math:`\sigma'(x)` (plain ``jnp``, ``x``'s dtype)."""
+        raise NotImplementedError(f"{self.name} does not define a surrogate derivative")
+
+    def primitive(self, x: Any) -> Array:
+        r"""Smooth primitive :math:`g(x)` whose autodiff derivative is the surrogate."""
+        raise NotImplementedError(
+            f"{self.name} has no primitive function (as in the reference); use spiking=True"
+        )
+
+    def spike(self, x: Any, key: Optional[Array] = None) -> Array:
+        """Spiking-mode forward only (no custom gradient), regardless of ``spiking``."""
+        x = jnp.asarray(x)
+        return self._spike_forward(x, self._aux(x, key))
+
+    # -- hooks ----------------------------------------------------------------------------------
+
+    def _aux(self, x: Array, key: Optional[Array]) -> Any:
+        return None
+
+    def _spike_forward(self, x: Array, aux: Any) -> Array:
+        return heaviside(x)
