@@ -18,3 +18,7 @@ __all__ = [
     "NonSpikingIFNode", "NonSpikingLIFNode", "ParametricLIFNode", "SimpleBaseNode", "SimpleIFNode",
     "SimpleLIFNode", "StateSequence",
 ]
+
+from snnjax.neuron.flexsn import FlexSN, FlexSNKernel, NativeFlexSN  # noqa: E402
+
+__all__ += ["FlexSN", "FlexSNKernel", "NativeFlexSN"]

@@ -1,0 +1,166 @@
+"""FlexSN / FlexSNKernel against SpikingJelly 2.0.0's FlexSN data and against LIFNode."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from snnjax import neuron, surrogate
+from golden_utils import assert_close, load_case, precision, vjp_check
+
+SIG = surrogate.Sigmoid(alpha=4.0)
+ATAN = surrogate.ATan(alpha=2.0)
+
+
+def lif_core(x, v):
+    h = v + (x - v) / 2.0
+    s = SIG(h - 1.0)
+    return s, h * (1.0 - s)
+
+
+def plif_core(x, v, w):
+    h = v + (x - v) * jax.nn.sigmoid(w)
+    s = ATAN(h - 1.0)
+    return s, h - s
+
+
+def two_input_core(x, y, v, c):
+    c2 = 0.5 * c + y
+    h = 0.75 * v + x + c2
+    s = SIG(h - 1.0)
+    return s, h, h * (1.0 - s), c2
+
+
+BACKENDS = ["scan", "pallas"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_golden_lif_core(backend):
+    case = load_case("FlexSN__lif_core")
+    with precision(case):
+        f = neuron.FlexSN(lif_core, num_states=1, backend=backend)
+        x = jnp.asarray(case["x"])
+        run = jax.jit(lambda p: dict(zip(("out", "v"), f.multi_step(f.init_state(p["x"][0]), p["x"])[::-1])))
+        res = run({"x": x})
+        assert_close(res["out"][0], case["out"], case, "binary", "out")
+        assert_close(res["v"][0], case["_state_0_final"], case, "value", "_state_0_final")
+        vjp_check(lambda p: {"out": run(p)["out"][0]}, {"x": x}, {"out": case["gout"]}, case,
+                  {"x": "grad_x"})
+        out = f(x)                                 # stateful module call
+        assert_close(out, case["out"], case, "binary", "out (module)")
+        assert_close(f.states[0], case["_state_0_final"], case, "value", "state (module)")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_golden_plif_core_static_param(backend):
+    case = load_case("FlexSN__plif_core_static_param")
+    with precision(case):
+        w = nnx.Param(jnp.asarray(case["param__static_input_0"]))
+        f = neuron.FlexSN(plif_core, num_states=1, static_inputs=(w,), backend=backend)
+        x = jnp.asarray(case["x"])
+
+        def run(p):
+            st, outs = f.multi_step(f.init_state(p["x"][0]), p["x"], p["params"],
+                                    return_state_seq=True)
+            return {"out": outs[0], "seq": st[0]}
+
+        primals = {"x": x, "params": f.params()}
+        res = jax.jit(run)(primals)
+        assert_close(res["out"], case["out"], case, "binary", "out")
+        assert_close(res["seq"], case["_state_0_seq"], case, "value", "_state_0_seq")
+        vjp_check(lambda p: {"out": jax.jit(run)(p)["out"]}, primals, {"out": case["gout"]}, case,
+                  {"x": "grad_x", ("params", "_static_input_0"): "grad_param__static_input_0"})
+        # the learnable static input is an nnx.Param of the module
+        assert "_static_input_0" in nnx.state(f, nnx.Param)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_golden_two_inputs_two_outputs(backend):
+    case = load_case("FlexSN__two_inputs_two_outputs")
+    with precision(case):
+        f = neuron.FlexSN(two_input_core, num_states=2, store_state_seqs=True, backend=backend)
+        assert (f.num_inputs, f.num_outputs) == (2, 2)
+        x, y = jnp.asarray(case["x"]), jnp.asarray(case["x1"])
+        s, h = f(x, y)
+        assert_close(s, case["out"], case, "binary", "out")
+        assert_close(h, case["out_h"], case, "value", "out_h")
+        for i in range(2):
+            assert_close(f.state_seqs[i], case[f"_state_{i}_seq"], case, "value", f"_state_{i}_seq")
+            assert_close(f.states[i], case[f"_state_{i}_final"], case, "value", f"_state_{i}_final")
+
+        def run(p):
+            _, outs = f.multi_step(f.init_state(p["x"][0]), (p["x"], p["x1"]))
+            return {"out": outs[0], "out_h": outs[1]}
+
+        vjp_check(jax.jit(run), {"x": x, "x1": y}, {"out": case["gout"], "out_h": case["gout_h"]},
+                  case, {"x": "grad_x", "x1": "grad_x1"})
+
+
+def test_flexsn_lif_reproduces_lifnode_golden():
+    """A FlexSN LIF core equals LIFNode(tau=2, ATan) on LIFNode's golden data (spec flexsn.md §3)."""
+    case = load_case("LIFNode__atan")
+
+    def core(x, v):
+        h = v + (x - v) / 2.0
+        s = ATAN(h - 1.0)
+        return s, s * 0.0 + (1.0 - s) * h
+
+    with precision(case):
+        f = neuron.FlexSN(core, num_states=1)
+        x = jnp.asarray(case["x"])
+        run = jax.jit(lambda p: {"out": f.multi_step(f.init_state(p["x"][0]), p["x"])[1][0]})
+        assert_close(run({"x": x})["out"], case["out"], case, "binary", "out")
+        vjp_check(run, {"x": x}, {"out": case["gout"]}, case, {"x": "grad_x"})
+
+
+def test_single_step_mode_and_native_form():
+    x = jax.random.normal(jax.random.PRNGKey(0), (5, 7)) + 0.6
+    f_m = neuron.FlexSN(lif_core, num_states=1)
+    f_s = neuron.FlexSN(lif_core, num_states=1, step_mode="s")
+    out_s = jnp.stack([f_s(x[t]) for t in range(5)])
+    np.testing.assert_array_equal(out_s, f_m(x))
+
+    def step(state, x, params):
+        h = state["v"] + (x - state["v"]) / params["tau"]
+        s = SIG(h - 1.0)
+        return {"v": h * (1.0 - s)}, s
+
+    g = neuron.FlexSN.from_step(step, lambda x: {"v": jnp.zeros_like(x)}, {"tau": 2.0})
+    np.testing.assert_array_equal(g(x), f_m.multi_step(f_m.init_state(x[0]), x)[1][0])
+    # per-neuron learnable tau
+    g2 = neuron.FlexSN.from_step(step, lambda x: {"v": jnp.zeros_like(x)},
+                                 {"tau": nnx.Param(jnp.full((7,), 2.0))})
+    grads = nnx.grad(lambda m: m(x).sum())(g2)
+    assert grads["tau"].get_value().shape == (7,)
+
+
+def test_flexsn_kernel_callable():
+    x = jax.random.normal(jax.random.PRNGKey(1), (6, 9)) + 0.6
+    k = neuron.FlexSNKernel(plif_core, num_inputs=1, num_states=1, num_outputs=1,
+                            num_static_inputs=1)
+    s, v = k(x, jnp.zeros(9), jnp.asarray(0.0))
+    f = neuron.FlexSN(plif_core, num_states=1, static_inputs=(jnp.asarray(0.0),))
+    np.testing.assert_array_equal(s, f(x))
+    np.testing.assert_allclose(v, f.states[0], rtol=1e-6)
+    ks = neuron.FlexSNKernel(plif_core, 1, 1, 1, 1, store_state_seqs=True)
+    assert ks(x, jnp.zeros(9), jnp.asarray(0.0))[1].shape == (6, 9)
+    g = jax.grad(lambda w: k(x, jnp.zeros(9), w)[0].sum())(0.0)
+    assert np.isfinite(g)
+
+
+def test_errors():
+    with pytest.raises(TypeError, match=r"\*args"):
+        neuron.FlexSN(lambda *a: a, num_states=1)
+    with pytest.raises(ValueError, match="at least one step input"):
+        neuron.FlexSN(lambda v: (v,), num_states=1)
+    with pytest.raises(ValueError, match="num_states"):
+        neuron.FlexSN(lif_core, num_states=-1)
+    with pytest.raises(ValueError, match="floating point"):
+        neuron.FlexSN(lambda x, v: (x >= 1, v), num_states=1)
+    with pytest.raises(RuntimeError, match="unit arrays"):
+        neuron.FlexSN(lambda x, v: (x.reshape(2, 2), v), num_states=1)
+    f = neuron.FlexSN(two_input_core, num_states=2)
+    with pytest.raises(ValueError, match="2 step input"):
+        f(jnp.ones((3, 4)))
+    with pytest.raises(TypeError, match="static_inputs"):
+        neuron.FlexSN(plif_core, 1, static_inputs=("w",))
