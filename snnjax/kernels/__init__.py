@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
+
+from snnjax.kernels.generator import Config, check_step, pallas_multi_step, warn_once
+from snnjax.kernels.jaxpr_tools import KernelLoweringError
 from snnjax.kernels.scan import Step, scan_multi_step
 
 BACKENDS = ("auto", "scan", "pallas")
@@ -19,16 +23,36 @@ def check_backend(backend: str) -> str:
     return backend
 
 
+def on_gpu() -> bool:
+    """True when JAX's default backend is a GPU (kernels run compiled, not interpreted)."""
+    return jax.default_backend() == "gpu"
+
+
 def multi_step(step: Step, state0: Any, xs: Any, params: Any = (), *, backend: str = "auto",
-               return_state_seq: bool = False) -> tuple[Any, Any]:
+               return_state_seq: bool = False, config: Config | None = None) -> tuple[Any, Any]:
     """Run ``step(state, x, params) -> (state, out)`` over the leading time axis of ``xs``.
 
     Returns ``(final_state, outs)``, or ``(state_seq, outs)`` with ``return_state_seq=True``.
     ``backend``: ``'scan'`` (``lax.scan``), ``'pallas'`` (fused kernels; interpret mode on CPU)
     or ``'auto'`` (kernels on GPU when the step can be lowered, ``lax.scan`` elsewhere).
+    ``xs`` leaves are ``[T, *S]``, ``state0`` leaves ``S``, ``params`` leaves scalars or ``S``.
+    ``config``: kernel options (block size, warps, unroll); ``interpret`` defaults to "no GPU".
+    A step the kernel generator cannot lower raises ``KernelLoweringError`` under ``'pallas'``;
+    under ``'auto'`` it warns once and uses ``lax.scan``.
     """
     check_backend(backend)
-    return scan_multi_step(step, state0, xs, params, return_state_seq=return_state_seq)
+    if backend == "scan" or (backend == "auto" and not on_gpu()):
+        return scan_multi_step(step, state0, xs, params, return_state_seq=return_state_seq)
+    cfg = config if config is not None else Config(interpret=not on_gpu())
+    if backend == "auto":
+        try:
+            check_step(step, state0, xs, params, cfg)
+        except KernelLoweringError as e:
+            warn_once(step, e)
+            return scan_multi_step(step, state0, xs, params, return_state_seq=return_state_seq)
+    return pallas_multi_step(step, state0, xs, params, return_state_seq=return_state_seq,
+                             config=cfg)
 
 
-__all__ = ["BACKENDS", "Step", "check_backend", "multi_step", "scan_multi_step"]
+__all__ = ["BACKENDS", "Config", "KernelLoweringError", "Step", "check_backend", "multi_step",
+           "on_gpu", "pallas_multi_step", "scan_multi_step"]

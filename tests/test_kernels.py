@@ -1,0 +1,314 @@
+"""Generated kernels (``backend='pallas'``) against the ``lax.scan`` reference.
+
+On a machine without a GPU the kernels run in Pallas interpret mode; with a GPU the same tests
+run the compiled Triton kernels (``multi_step`` picks ``interpret`` from ``jax.default_backend``).
+Sizes are small because interpret mode is slow.
+"""
+from __future__ import annotations
+
+import functools
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import snnjax.kernels as K
+from snnjax.kernels import Config, KernelLoweringError, multi_step, scan_multi_step
+
+try:
+    from snnjax.surrogate import ATan, Sigmoid
+    SIG, ATAN = Sigmoid(), ATan()
+except ImportError:  # surrogate package not present yet: a local equivalent
+    @jax.custom_vjp
+    def _spike(x):
+        return (x >= 0).astype(x.dtype)
+
+    def _spike_fwd(x):
+        return _spike(x), x
+
+    def _spike_bwd(x, g):
+        s = jax.nn.sigmoid(4.0 * x)
+        return (g * 4.0 * s * (1.0 - s),)
+
+    _spike.defvjp(_spike_fwd, _spike_bwd)
+    SIG = ATAN = _spike
+
+ON_GPU = jax.default_backend() == "gpu"
+pallas = functools.partial(multi_step, backend="pallas")
+
+
+# ------------------------------------------------------------------ toy steps (test-only)
+
+def if_step(state, x, params):
+    """IF, hard reset to 0, sigmoid surrogate."""
+    h = state["v"] + x
+    s = SIG(h - 1.0)
+    return {"v": h * (1.0 - s)}, s
+
+
+def lif_step(state, x, params, *, soft=False, detach=False, sg=SIG):
+    """LIF with params {tau, v_th} (scalar or per-neuron), hard/soft reset, detach_reset."""
+    v = state["v"]
+    h = v + (x - v) / params["tau"]
+    s = sg(h - params["v_th"])
+    sr = jax.lax.stop_gradient(s) if detach else s
+    v_new = h - sr * params["v_th"] if soft else h * (1.0 - sr)
+    return {"v": v_new}, s
+
+
+def adaptive_step(state, x, params):
+    """Two states (v, w): adaptive-threshold LIF-like neuron; relu (custom_jvp) output too."""
+    v, w = state["v"], state["w"]
+    h = v + (x - v - w) / 2.0
+    s = ATAN(h - 1.0)
+    w_new = w + (params["a"] * v - w + params["b"] * s) / 4.0
+    return {"v": h - s, "w": w_new}, (s, jax.nn.relu(h))
+
+
+def two_in_two_out(state, x, params):
+    """Two inputs (a current and a gate), two outputs (spike, membrane)."""
+    cur, gate = x
+    v = state["v"] * jax.nn.sigmoid(gate) + cur * params["g"]
+    s = SIG(v - 0.5)
+    return {"v": v * (1.0 - s)}, (s, v)
+
+
+def _rand(key, shape, dtype=jnp.float32, scale=1.5):
+    return (jax.random.normal(key, shape) * scale + 0.3).astype(dtype)
+
+
+def _close(a, b, rtol, atol, what=""):
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64),
+                                   rtol=rtol, atol=atol, err_msg=what)
+
+
+def _loss_fn(engine, step, return_state_seq, key):
+    """Weighted sum of every output and state leaf (fixed random weights)."""
+    def loss(xs, s0, params):
+        st, outs = engine(step, s0, xs, params, return_state_seq=return_state_seq)
+        tot = 0.0
+        for i, leaf in enumerate(jax.tree_util.tree_leaves((st, outs))):
+            w = jax.random.normal(jax.random.fold_in(key, i), leaf.shape)
+            tot = tot + jnp.sum(leaf.astype(jnp.float32) * w)
+        return tot
+    return loss
+
+
+def check_against_scan(step, s0, xs, params, *, return_state_seq=False, rtol=1e-5, atol=1e-5,
+                       grad=True, engine=pallas):
+    got = engine(step, s0, xs, params, return_state_seq=return_state_seq)
+    want = scan_multi_step(step, s0, xs, params, return_state_seq=return_state_seq)
+    assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want)
+    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        assert g.shape == w.shape
+    _close(got, want, 1e-6, 1e-6, "forward")
+    if grad:
+        key = jax.random.key(7)
+        gg = jax.grad(_loss_fn(engine, step, return_state_seq, key), (0, 1, 2))(xs, s0, params)
+        gw = jax.grad(_loss_fn(scan_multi_step, step, return_state_seq, key), (0, 1, 2))(
+            xs, s0, params)
+        _close(gg, gw, rtol, atol, "gradients")
+    return got
+
+
+# ------------------------------------------------------------------ correctness
+
+K0, K1, K2, K3 = jax.random.split(jax.random.key(0), 4)
+T, N = 7, 37
+
+
+@pytest.mark.parametrize("return_state_seq", [False, True])
+def test_if(return_state_seq):
+    xs = _rand(K0, (T, N))
+    check_against_scan(if_step, {"v": _rand(K1, (N,), scale=0.3)}, xs, (),
+                       return_state_seq=return_state_seq)
+
+
+@pytest.mark.parametrize("soft,detach", [(False, False), (True, False), (False, True)])
+def test_lif_scalar_params(soft, detach):
+    step = functools.partial(lif_step, soft=soft, detach=detach)
+    params = {"tau": jnp.float32(2.0), "v_th": jnp.float32(1.0)}
+    check_against_scan(step, {"v": jnp.zeros(N)}, _rand(K0, (T, N)), params)
+
+
+def test_lif_per_neuron_params_state_seq_5d():
+    shape = (2, 3, 4, 5)
+    step = functools.partial(lif_step, soft=True, sg=ATAN)
+    params = {"tau": 1.5 + jax.random.uniform(K2, shape), "v_th": jnp.float32(0.8)}
+    check_against_scan(step, {"v": _rand(K1, shape, scale=0.2)}, _rand(K0, (5,) + shape),
+                       params, return_state_seq=True)
+
+
+def test_two_states_custom_jvp_output():
+    params = {"a": jnp.float32(0.3), "b": 0.5 + jax.random.uniform(K2, (N,))}
+    s0 = {"v": _rand(K1, (N,), scale=0.2), "w": jnp.zeros(N)}
+    for seq in (False, True):
+        check_against_scan(adaptive_step, s0, _rand(K0, (T, N)), params, return_state_seq=seq)
+
+
+def test_two_inputs_two_outputs():
+    xs = (_rand(K0, (T, N)), _rand(K3, (T, N)))
+    check_against_scan(two_in_two_out, {"v": jnp.zeros(N)}, xs, {"g": jnp.float32(0.7)})
+
+
+def test_several_programs_and_t1():
+    """block_n=16: 3 programs for N=37 (padding, shared-param gradient summed over programs)."""
+    cfg = Config(block_n=16, interpret=not ON_GPU)
+    eng = functools.partial(multi_step, backend="pallas", config=cfg)
+    params = {"tau": jnp.float32(2.0), "v_th": 0.9 + 0.2 * jax.random.uniform(K2, (N,))}
+    for t in (1, 8):
+        check_against_scan(lif_step, {"v": jnp.zeros(N)}, _rand(K0, (t, N)), params, engine=eng)
+
+
+@pytest.mark.parametrize("dtype,tol", [(jnp.bfloat16, 2e-2), (jnp.float16, 2e-3)])
+def test_low_precision_inputs(dtype, tol):
+    """Storage in bf16/fp16, arithmetic and state in fp32: compare with scan on upcast inputs;
+    outputs and input gradients come back in the input dtype (rounding tolerance ``tol``)."""
+    xs = _rand(K0, (T, N), dtype)
+    params = {"tau": jnp.float32(2.0), "v_th": jnp.float32(1.0)}
+    s0 = {"v": jnp.zeros(N, jnp.float32)}
+    st, out = pallas(lif_step, s0, xs, params)
+    assert out.dtype == dtype and st["v"].dtype == jnp.float32
+    st_r, out_r = scan_multi_step(lif_step, s0, xs.astype(jnp.float32), params)
+    _close(out, out_r, 0, 0)
+    _close(st, st_r, 1e-6, 1e-6)
+    key = jax.random.key(3)
+    g = jax.grad(_loss_fn(pallas, lif_step, False, key))(xs, s0, params)
+    assert g.dtype == dtype
+    g_r = jax.grad(_loss_fn(scan_multi_step, lif_step, False, key))(
+        xs.astype(jnp.float32), s0, params)
+    _close(g, g_r, tol, tol * float(jnp.max(jnp.abs(g_r))))
+
+
+@pytest.mark.skipif(ON_GPU, reason="float64 is checked in CPU interpret mode")
+def test_float64():
+    with jax.enable_x64(True):
+        xs = _rand(K0, (T, N), jnp.float64)
+        params = {"tau": jnp.float64(2.0), "v_th": jnp.float64(1.0)}
+        s0 = {"v": jnp.zeros(N, jnp.float64)}
+        st, out = check_against_scan(lif_step, s0, xs, params, rtol=1e-12, atol=1e-12)
+        assert out.dtype == jnp.float64 and st["v"].dtype == jnp.float64
+
+
+def test_jit_vmap_checkpoint():
+    params = {"tau": jnp.float32(2.0), "v_th": jnp.float32(1.0)}
+    xs = _rand(K0, (3, T, N))  # batch axis in front
+    s0 = {"v": jnp.zeros((3, N))}
+
+    def run(engine, x, v0, tau):
+        return engine(lif_step, v0, x, {"tau": tau, "v_th": params["v_th"]})
+
+    # vmap over a batch axis (jit outside)
+    f = jax.jit(jax.vmap(functools.partial(run, pallas), in_axes=(0, 0, None)))
+    r = jax.vmap(functools.partial(run, scan_multi_step), in_axes=(0, 0, None))
+    _close(f(xs, s0, params["tau"]), r(xs, s0, params["tau"]), 1e-6, 1e-6)
+
+    # only the spikes enter the loss (final-state cotangent is a symbolic zero)
+    v0 = {"v": jnp.zeros(N)}
+    gx = jax.grad(lambda x: jnp.sum(pallas(lif_step, v0, x, params)[1] * x))(xs[0])
+    gr = jax.grad(lambda x: jnp.sum(scan_multi_step(lif_step, v0, x, params)[1] * x))(xs[0])
+    _close(gx, gr, 1e-5, 1e-5)
+
+    # vmap over a population of scalar parameter values, with gradients w.r.t. them
+    taus = jnp.array([1.5, 2.0, 4.0])
+
+    def loss(engine, tau):
+        st, out = run(engine, xs[0], {"v": jnp.zeros(N)}, tau)
+        return jnp.sum(out * jnp.arange(N)) + jnp.sum(st["v"] ** 2)
+    gp = jax.vmap(jax.grad(functools.partial(loss, pallas)))(taus)
+    gs = jax.vmap(jax.grad(functools.partial(loss, scan_multi_step)))(taus)
+    _close(gp, gs, 1e-5, 1e-5)
+
+    # jax.checkpoint around the engine, under jit and grad
+    def cl(engine, x):
+        return jax.checkpoint(lambda x: loss_x(engine, x))(x)
+
+    def loss_x(engine, x):
+        st, out = run(engine, x, {"v": jnp.zeros(N)}, params["tau"])
+        return jnp.sum(out * jnp.arange(N)) + jnp.sum(st["v"] ** 2)
+    g1 = jax.jit(jax.grad(functools.partial(cl, pallas)))(xs[0])
+    g2 = jax.grad(functools.partial(loss_x, scan_multi_step))(xs[0])
+    _close(g1, g2, 1e-5, 1e-5)
+
+
+# ------------------------------------------------------------------ errors, dispatch, caching
+
+def _cumsum_step(state, x, params):
+    h = state["v"] + jnp.cumsum(x, axis=-1)
+    return {"v": h}, h
+
+
+def test_non_lowerable_step_error():
+    with pytest.raises(KernelLoweringError, match="'cumsum'.*backend='scan'"):
+        pallas(_cumsum_step, {"v": jnp.zeros(N)}, _rand(K0, (T, N)), ())
+    for table in (jnp.arange(N, dtype=jnp.float32), jnp.ones((1,))):
+        def captured(state, x, params, table=table):
+            return {"v": state["v"] + x * table}, x
+        with pytest.raises(KernelLoweringError, match="as a param"):
+            pallas(captured, {"v": jnp.zeros(N)}, _rand(K0, (T, N)), ())
+
+
+def test_auto_backend(monkeypatch):
+    xs = _rand(K0, (T, N))
+    # on CPU 'auto' is scan, also for a step that kernels could not run
+    r = multi_step(_cumsum_step, {"v": jnp.zeros(N)}, xs, (), backend="auto")
+    _close(r, scan_multi_step(_cumsum_step, {"v": jnp.zeros(N)}, xs, ()), 0, 0)
+    # pretend to be on a GPU: a non-lowerable step warns once and falls back to scan
+    monkeypatch.setattr(K, "on_gpu", lambda: True)
+    step = functools.partial(_cumsum_step)
+    with pytest.warns(UserWarning, match="cumsum"):
+        multi_step(step, {"v": jnp.zeros(N)}, xs, (), backend="auto")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        multi_step(step, {"v": jnp.zeros(N)}, xs, (), backend="auto")
+    with pytest.raises(ValueError):
+        multi_step(if_step, {"v": jnp.zeros(N)}, xs, (), backend="cuda")
+
+
+def _count_eqns(jaxpr) -> int:
+    n = 0
+    for eqn in jaxpr.eqns:
+        n += 1
+        for p in eqn.params.values():
+            for sub in (p if isinstance(p, (tuple, list)) else (p,)):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    n += _count_eqns(inner)
+    return n
+
+
+def test_program_size_independent_of_T():
+    params = {"tau": jnp.float32(2.0), "v_th": jnp.float32(1.0)}
+
+    def size(t):
+        def loss(x):
+            st, out = pallas(lif_step, {"v": jnp.zeros(N)}, x, params)
+            return jnp.sum(out) + jnp.sum(st["v"])
+        return _count_eqns(jax.make_jaxpr(jax.value_and_grad(loss))(jnp.ones((t, N))).jaxpr)
+    assert size(4) == size(64)
+
+
+def test_plan_saves_one_row_for_lif():
+    """When only x needs a gradient, LIF's backward needs one saved row per step (h), neither x
+    nor the previous state; a gradient w.r.t. tau also needs x (read back, not saved)."""
+    from snnjax.kernels.generator import make_plan
+    tdef = jax.tree_util.tree_structure
+    defs = (tdef({"v": 0}), tdef(0), tdef({"tau": 0, "v_th": 0}))
+    f32 = jnp.dtype(jnp.float32)
+    plan = make_plan(lif_step, defs, f32, 128, (True,), (False,), None,
+                     need=(False, True, False, False))
+    assert [src for _, src in plan.residuals] == [("save", 0)]
+    plan = make_plan(lif_step, defs, f32, 128, (True,), (False,), None)
+    assert sorted(src for _, src in plan.residuals) == [("save", 0), ("x", 0)]
+
+
+def test_kernel_cache_reused():
+    from snnjax.kernels import generator
+    xs = _rand(K0, (T, N))
+    pallas(if_step, {"v": jnp.zeros(N)}, xs, ())
+    before = generator._build.cache_info().hits
+    pallas(if_step, {"v": jnp.zeros(N)}, xs + 1.0, ())
+    assert generator._build.cache_info().hits == before + 1
