@@ -80,10 +80,10 @@ def spiking_step(state: dict, x: Array, params: dict, *, charge: Charge, surroga
 
 
 def integrator_step(state: dict, x: Array, params: dict, *, charge: Charge) -> tuple[dict, Array]:
-    """Non-spiking step: ``V[t] = charge(V[t-1], X[t])``; the output is ``V[t]``."""
+    """Non-spiking step: ``V[t] = charge(V[t-1], X[t])``; the output is ``V[t]`` in ``x``'s dtype."""
     v = state["v"]
     v_next = charge(v, x.astype(state_dtype(x.dtype)), params).astype(v.dtype)
-    return {"v": v_next}, v_next
+    return {"v": v_next}, cast_out(v_next, x)
 
 
 DECODES = ("max-mem", "max-abs-mem", "mean-mem", "last_mem", "last-mem", None)

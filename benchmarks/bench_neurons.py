@@ -1,0 +1,175 @@
+"""Multi-step neuron benchmark: snnjax kernel path vs snnjax lax.scan vs SpikingJelly 2.0.0.
+
+Run on the GPU machine (one H200):
+
+    python benchmarks/bench_neurons.py --out results.json            # everything
+    python benchmarks/bench_neurons.py --quick                       # a small subset
+
+The SpikingJelly half runs in a subprocess (``bench_spikingjelly.py``) so that PyTorch and JAX do
+not compete for GPU memory. Timings: warm-up, ``block_until_ready`` / CUDA synchronisation,
+median of ``--reps`` (>= 20) runs. Forward = inference (no residuals); forward+backward =
+gradient of ``sum(spikes * g)`` w.r.t. the input. Bandwidth floor: fp32, forward 8 B per
+neuron-step (read x, write spike), forward+backward 24 B (plus the state the forward must hand to
+the backward), at the copy bandwidth measured in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from snnjax import neuron  # noqa: E402
+
+
+def timeit(fn, *args, reps: int) -> float:
+    """Median wall time (ms) of ``fn(*args)`` after warm-up, synchronised on the result."""
+    jax.block_until_ready(fn(*args))
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times))
+
+
+def copy_bandwidth(reps: int) -> float:
+    """Device-to-device copy bandwidth (bytes read + written per second)."""
+    a = jnp.ones((1 << 29,), jnp.float32)              # 2 GiB
+    f = jax.jit(lambda a: a + 1.0)
+    ms = timeit(f, a, reps=reps)
+    return 2 * a.size * 4 / (ms * 1e-3)
+
+
+def make_neuron(name: str, backend: str):
+    if name == "LIF":
+        return neuron.LIFNode(step_mode="m", backend=backend)
+    if name == "IF":
+        return neuron.IFNode(step_mode="m", backend=backend)
+    if name == "PLIF":
+        return neuron.ParametricLIFNode(step_mode="m", backend=backend)
+    if name == "Izhikevich":
+        return neuron.IzhikevichNode(step_mode="m", backend=backend)
+    if name == "CUBALIF":
+        return neuron.CUBALIFNode(step_mode="m", backend=backend)
+    raise ValueError(name)
+
+
+def bench_jax(name: str, backend: str, T: int, N: int, reps: int, dtype=jnp.float32) -> dict:
+    m = make_neuron(name, backend)
+    key = jax.random.PRNGKey(T * 7919 + N)
+    x = (jax.random.normal(key, (T, N), jnp.float32) * 0.6 + 0.5).astype(dtype)
+    g = jax.random.normal(jax.random.fold_in(key, 1), (T, N), jnp.float32).astype(dtype)
+    s0 = m.init_state(x[0])
+    params = m.params()
+
+    fwd = jax.jit(lambda x: m.multi_step(s0, x, params)[1])
+
+    def loss(x, p):
+        out = m.multi_step(s0, x, p)[1]
+        return jnp.sum(out.astype(jnp.float32) * g.astype(jnp.float32))
+
+    fwd_bwd = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    t0 = time.perf_counter()
+    jax.block_until_ready(fwd_bwd(x, params))
+    compile_s = time.perf_counter() - t0
+    return {"impl": f"snnjax-{backend}", "neuron": name, "T": T, "N": N,
+            "dtype": jnp.dtype(dtype).name, "fwd_ms": timeit(fwd, x, reps=reps),
+            "fwd_bwd_ms": timeit(fwd_bwd, x, params, reps=reps), "first_call_s": compile_s}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="bench_results.json")
+    ap.add_argument("--reps", type=int, default=25)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-spikingjelly", action="store_true")
+    args = ap.parse_args()
+
+    Ts = [4, 16, 64]
+    Ns = [32768, 262144, 2097152, 8388608]
+    if args.quick:
+        Ts, Ns = [16], [32768, 8388608]
+    results = {"device": str(jax.devices()[0]), "jax": jax.__version__, "rows": []}
+    bw = copy_bandwidth(args.reps)
+    results["copy_bandwidth_Bps"] = bw
+    print(f"device {results['device']}, jax {jax.__version__}, copy bandwidth {bw / 1e12:.2f} TB/s",
+          flush=True)
+
+    rows = results["rows"]
+    for T in Ts:
+        for N in Ns:
+            if T * N > 64 * 8388608:
+                continue
+            for backend in ("pallas", "scan"):
+                r = bench_jax("LIF", backend, T, N, args.reps)
+                rows.append(r)
+                print(json.dumps(r), flush=True)
+    # other neurons at the headline size, kernel path only
+    T, N = 16, 8388608
+    for name in ("IF", "PLIF", "Izhikevich", "CUBALIF"):
+        if not hasattr(neuron, {"IF": "IFNode", "PLIF": "ParametricLIFNode",
+                                "Izhikevich": "IzhikevichNode", "CUBALIF": "CUBALIFNode"}[name]):
+            continue
+        r = bench_jax(name, "pallas", T, N, args.reps)
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+    for dtype in (jnp.bfloat16,):
+        r = bench_jax("LIF", "pallas", T, N, args.reps, dtype=dtype)
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+
+    if not args.no_spikingjelly:
+        cmd = [sys.executable, os.path.join(os.path.dirname(__file__), "bench_spikingjelly.py"),
+               "--reps", str(args.reps), "--out", args.out + ".sj.json"]
+        if args.quick:
+            cmd.append("--quick")
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        print(proc.stdout[-4000:], proc.stderr[-4000:], flush=True)
+        if proc.returncode == 0:
+            with open(args.out + ".sj.json") as f:
+                sj = json.load(f)
+            rows.extend(sj["rows"])
+            results["torch"] = sj.get("torch")
+
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=1)
+    print(render_table(results))
+
+
+def render_table(results: dict) -> str:
+    """Markdown table: ms, ratio to the bandwidth floor, speed-up over SpikingJelly LIFNode."""
+    bw = results["copy_bandwidth_Bps"]
+    rows = results["rows"]
+    sj = {(r["T"], r["N"], r["neuron"]): r for r in rows if r["impl"] == "spikingjelly-LIFNode"}
+    lines = ["| impl | neuron | dtype | T | N | fwd ms | fwd/floor | fwd+bwd ms | fwd+bwd/floor "
+             "| SJ LIFNode fwd+bwd / this | first call s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        esize = 2 if r.get("dtype") in ("bfloat16", "float16") else 4
+        floor_f = 2 * esize * r["T"] * r["N"] / bw * 1e3
+        floor_b = 6 * esize * r["T"] * r["N"] / bw * 1e3
+        ref = sj.get((r["T"], r["N"], "LIF"))
+        speed = f"{ref['fwd_bwd_ms'] / r['fwd_bwd_ms']:.2f}x" if ref and r.get("fwd_bwd_ms") else "-"
+        fb = r.get("fwd_bwd_ms")
+        lines.append(
+            f"| {r['impl']} | {r['neuron']} | {r.get('dtype', 'float32')} | {r['T']} | {r['N']} | "
+            f"{r['fwd_ms']:.3f} | {r['fwd_ms'] / floor_f:.2f} | "
+            f"{'-' if fb is None else f'{fb:.3f}'} | {'-' if fb is None else f'{fb / floor_b:.2f}'} | "
+            f"{speed} | {r.get('first_call_s', float('nan')):.2f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Every neuron class with an elementwise step: fused kernels (Pallas; interpret mode without a GPU)
+against the ``lax.scan`` reference twin. New classes in ``snnjax.neuron`` are picked up
+automatically: a class either passes the kernel generator's check and is compared here, or must be
+listed in ``NOT_ELEMENTWISE`` with the reason.
+"""
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from snnjax import kernels, neuron
+from snnjax.neuron.base import MemoryModule, NonSpikingBaseNode
+
+# Constructor arguments for classes that have required arguments (SpikingJelly's signatures).
+CTOR_ARGS = {
+    "SimpleLIFNode": dict(tau=2.0, decay_input=True),
+    "LIAFNode": dict(act=jax.nn.relu, threshold_related=True),
+}
+# Classes whose step mixes neurons or time, or is not a per-step recurrence (with the reason).
+NOT_ELEMENTWISE = {
+    "PSN": "a [T, T] matrix product over time, not a recurrence",
+    "MaskedPSN": "a masked [T, T] matrix product over time",
+    "SlidingPSN": "a causal convolution over time",
+    "MPBNLIFNode": "batch normalisation reduces over the batch inside the step",
+    "DSRIFNode": "whole-sequence forward with a rate-based custom_vjp",
+    "DSRLIFNode": "whole-sequence forward with a rate-based custom_vjp",
+    "GatedLIFNode": "gates broadcast per channel over [T, N, C, H, W] with a constructor-fixed T",
+    "ILCIFNode": "inter-layer connection: a linear map across neurons inside the step",
+    "ILCLIFNode": "inter-layer connection: a linear map across neurons inside the step",
+    "ILCCUBALIFNode": "inter-layer connection: a linear map across neurons inside the step",
+    "NoisyILCCUBALIFNode": "inter-layer connection: a linear map across neurons inside the step",
+}
+ABSTRACT = {"MemoryModule", "BaseNode", "SimpleBaseNode", "NonSpikingBaseNode", "FlexSN",
+            "NativeFlexSN", "AdaptBaseNode", "MPBNBaseNode", "ILCBaseNode", "NoisyBaseNode",
+            "NoisyILCBaseNode", "NoisyNonSpikingBaseNode"}
+
+
+def neuron_classes():
+    out = []
+    for name in sorted(neuron.__all__):
+        cls = getattr(neuron, name)
+        if (inspect.isclass(cls) and issubclass(cls, (MemoryModule, NonSpikingBaseNode))
+                and name not in ABSTRACT):
+            out.append(name)
+    return out
+
+
+def build(name, backend):
+    cls = getattr(neuron, name)
+    kwargs = dict(CTOR_ARGS.get(name, {}))
+    sig = inspect.signature(cls)
+    if "step_mode" in sig.parameters:
+        supported = getattr(cls, "supported_step_modes", ("s", "m"))
+        kwargs["step_mode"] = "m" if "m" in supported else supported[0]
+    if "rngs" in sig.parameters:
+        from flax import nnx
+        kwargs["rngs"] = nnx.Rngs(0)
+    return cls(**kwargs, backend=backend)
+
+
+def float_leaves_like(tree):
+    return jax.tree_util.tree_map(lambda a: jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating), tree)
+
+
+def run(m, x, backend):
+    m.backend = backend
+    s0 = m.init_state(x[0])
+    params = m.params()
+
+    def loss(x, s0, params):
+        final, out = m.multi_step(s0, x, params)
+        outs = jax.tree_util.tree_leaves(out)
+        w = [jnp.cos(jnp.arange(o.size, dtype=jnp.float32).reshape(o.shape)) for o in outs]
+        fin = jax.tree_util.tree_leaves(final)
+        return (sum(jnp.sum(o.astype(jnp.float32) * wi) for o, wi in zip(outs, w))
+                + sum(0.3 * jnp.sum(f.astype(jnp.float32)) for f in fin)), (final, out)
+
+    (val, (final, out)), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))(
+        x, s0, params)
+    return out, final, grads
+
+
+CLASSES = neuron_classes()
+
+
+def test_every_class_is_classified():
+    for name in CLASSES:
+        if name in NOT_ELEMENTWISE:
+            continue
+        m = build(name, "scan")
+        x = jnp.ones((3, 4), jnp.float32)
+        kernels.check_step(m.single_step_functional, m.init_state(x[0]), x, m.params(),
+                           kernels.Config(interpret=True))
+
+
+ELEMENTWISE = [n for n in CLASSES if n not in NOT_ELEMENTWISE]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_pallas_matches_scan(name, dtype):
+    dtype = jnp.dtype(dtype)
+    shape = (7, 37) if dtype == jnp.float32 else (5, 3, 13)       # N not a multiple of any block
+    key = jax.random.PRNGKey(len(name))
+    x = (0.8 * jax.random.normal(key, shape) + 0.6).astype(dtype)
+    m = build(name, "scan")
+    out_s, fin_s, g_s = run(m, x, "scan")
+    out_p, fin_p, g_p = run(m, x, "pallas")
+    for a, b in zip(jax.tree_util.tree_leaves(out_p), jax.tree_util.tree_leaves(out_s)):
+        assert a.dtype == b.dtype == dtype
+        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
+                                   rtol=1e-6, atol=1e-6, err_msg=f"{name} outputs")
+    for a, b in zip(jax.tree_util.tree_leaves(fin_p), jax.tree_util.tree_leaves(fin_s)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=f"{name} final state")
+    tol = 1e-5 if dtype == jnp.float32 else float(jnp.finfo(dtype).eps) * 2
+    for a, b in zip(jax.tree_util.tree_leaves(g_p), jax.tree_util.tree_leaves(g_s)):
+        a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+        scale = max(1.0, float(np.abs(b).max()))
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol * scale, err_msg=f"{name} gradients")
