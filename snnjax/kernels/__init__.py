@@ -36,7 +36,7 @@ def multi_step(step: Step, state0: Any, xs: Any, params: Any = (), *, backend: s
     ``backend``: ``'scan'`` (``lax.scan``), ``'pallas'`` (fused kernels; interpret mode on CPU)
     or ``'auto'`` (kernels on GPU when the step can be lowered, ``lax.scan`` elsewhere).
     ``xs`` leaves are ``[T, *S]``, ``state0`` leaves ``S``, ``params`` leaves scalars or ``S``.
-    ``config``: kernel options (block size, warps, unroll); ``interpret`` defaults to "no GPU".
+    ``config``: kernel options (block size, warps, stages, prefetch); ``interpret`` defaults to "no GPU".
     A step the kernel generator cannot lower raises ``KernelLoweringError`` under ``'pallas'``;
     under ``'auto'`` it warns once and uses ``lax.scan``.
     """

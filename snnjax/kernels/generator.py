@@ -338,7 +338,7 @@ class Config:
     block_n: int | None = None
     num_warps: int | None = None
     num_stages: int | None = None
-    unroll: int = 1
+    prefetch: bool = True   # load step t+1's rows before step t's math (hides load latency)
     interpret: bool = False
 
 

@@ -76,15 +76,31 @@ def run_loop(spec: LoopSpec, seq_in: Sequence[jax.Array], row_in: Sequence[jax.A
         rout_refs = refs[n_seq + n_row + n_sout:]
         rows = [r[...].astype(cdt) for r in row_refs]
 
-        def it(k, carry):
-            t = (T - 1 - k) if spec.reverse else k
-            seq = [r[pl.ds(t, 1), :].astype(cdt) for r in seq_refs]
+        def load(t):
+            return [r[pl.ds(t, 1), :].astype(cdt) for r in seq_refs]
+
+        def tstep(k):
+            return (T - 1 - k) if spec.reverse else k
+
+        def advance(t, carry, seq):
             carry, outs = spec.body(rows, list(carry), seq)
             for r, o in zip(sout_refs, outs):
                 r[pl.ds(t, 1), :] = o.astype(r.dtype)
             return tuple(c.astype(cdt) for c in carry)
 
-        carry = jax.lax.fori_loop(0, T, it, tuple(spec.init(rows)), unroll=cfg.unroll)
+        carry0 = tuple(c.astype(cdt) for c in spec.init(rows))
+        if cfg.prefetch and T > 1:
+            # register double-buffering: issue step t+1's loads before step t's math/stores
+            n_c = len(carry0)
+
+            def it(k, c):
+                t = tstep(k)
+                nxt = load(tstep(jnp.minimum(k + 1, T - 1)))
+                return advance(t, c[:n_c], list(c[n_c:])) + tuple(nxt)
+            carry = jax.lax.fori_loop(0, T, it, carry0 + tuple(load(tstep(0))))[:n_c]
+        else:
+            carry = jax.lax.fori_loop(0, T, lambda k, c: advance(tstep(k), c, load(tstep(k))),
+                                      carry0)
         for r, o in zip(rout_refs, spec.final(rows, list(carry))):
             r[...] = o.astype(r.dtype)
 
