@@ -163,6 +163,23 @@ def test_several_programs_and_t1():
         check_against_scan(lif_step, {"v": jnp.zeros(N)}, _rand(K0, (t, N)), params, engine=eng)
 
 
+def test_scalar_initial_state():
+    """A scalar state0 is one shared row: same results and (summed) gradient as a full array."""
+    cfg = Config(block_n=16, interpret=not ON_GPU)
+    eng = functools.partial(multi_step, backend="pallas", config=cfg)
+    params = {"tau": jnp.float32(2.0), "v_th": jnp.float32(1.0)}
+    xs = _rand(K0, (T, N))
+
+    def loss(engine, v0, full):
+        s0 = {"v": jnp.broadcast_to(v0, (N,)) if full else v0}
+        st, out = engine(lif_step, s0, xs, params)
+        return jnp.sum(out * jnp.arange(N)) + jnp.sum(st["v"] ** 2)
+    v0 = jnp.float32(0.4)
+    _close(loss(eng, v0, False), loss(scan_multi_step, v0, True), 1e-6, 1e-6)
+    _close(jax.grad(loss, 1)(eng, v0, False), jax.grad(loss, 1)(scan_multi_step, v0, True),
+           1e-5, 1e-5)
+
+
 @pytest.mark.parametrize("dtype,tol", [(jnp.bfloat16, 2e-2), (jnp.float16, 2e-3)])
 def test_low_precision_inputs(dtype, tol):
     """Storage in bf16/fp16, arithmetic and state in fp32: compare with scan on upcast inputs;

@@ -219,7 +219,8 @@ def _reader(env: dict, shape: tuple, cdt: Any) -> Callable[[Any], Any]:
 
 
 def forward_spec(plan: StepPlan, *, training: bool, return_state_seq: bool, out_dtypes: Sequence,
-                 state_dtypes: Sequence, p_kinds: Sequence[str]) -> LoopSpec:
+                 state_dtypes: Sequence, p_kinds: Sequence[str],
+                 s_kinds: Sequence[str] | None = None) -> LoopSpec:
     """Forward loop. seq_in: xs. row_in: state0, params.
     seq_out: outs, [state seq], [saved residuals if training]. row_out: [final state]."""
     jx, cdt, n_s = plan.jaxpr, plan.compute_dtype, plan.n_s
@@ -247,7 +248,8 @@ def forward_spec(plan: StepPlan, *, training: bool, return_state_seq: bool, out_
     seq_out = tuple(out_dtypes) + (tuple(state_dtypes) if return_state_seq else ()) \
         + (cdt,) * len(saved)
     row_out = () if return_state_seq else tuple((d, "row") for d in state_dtypes)
-    return LoopSpec(row_in_kinds=("row",) * n_s + tuple(p_kinds), seq_out_dtypes=seq_out,
+    s_kinds = tuple(s_kinds) if s_kinds is not None else ("row",) * n_s
+    return LoopSpec(row_in_kinds=s_kinds + tuple(p_kinds), seq_out_dtypes=seq_out,
                     row_out=row_out, init=lambda rows: list(rows[:n_s]), body=body,
                     final=(lambda rows, c: []) if return_state_seq else (lambda rows, c: list(c)),
                     reverse=False, compute_dtype=cdt)
@@ -255,7 +257,8 @@ def forward_spec(plan: StepPlan, *, training: bool, return_state_seq: bool, out_
 
 def backward_spec(plan: StepPlan, *, return_state_seq: bool, x_dtypes: Sequence,
                   state_dtypes: Sequence, p_kinds: Sequence[str], p_dtypes: Sequence,
-                  g_out_present: Sequence[bool], g_state_present: Sequence[bool]) -> LoopSpec:
+                  g_out_present: Sequence[bool], g_state_present: Sequence[bool],
+                  s_kinds: Sequence[str] | None = None) -> LoopSpec:
     """Reverse loop. seq_in: residual rows (one per ``plan.residuals`` entry), the present
     g_outs, [the present g_state_seqs]. row_in: params, [the present g_final_states].
     seq_out: g_xs (needed ones). row_out: g_state0s, g_params (needed ones).
@@ -303,7 +306,9 @@ def backward_spec(plan: StepPlan, *, return_state_seq: bool, x_dtypes: Sequence,
     def final(rows, carry):
         return [c for c, n in zip(carry[:n_s], need_s) if n] + list(carry[n_s:])
 
-    row_out = tuple((d, "row") for d, n in zip(state_dtypes, need_s) if n) + tuple(
+    s_kinds = tuple(s_kinds) if s_kinds is not None else ("row",) * n_s
+    row_out = tuple((d, "block" if k == "shared" else "row")
+                    for d, k, n in zip(state_dtypes, s_kinds, need_s) if n) + tuple(
         (d, "block" if k == "shared" else "row")
         for d, k, n in zip(p_dtypes, p_kinds, need_p) if n)
     row_in = tuple(p_kinds) + (() if return_state_seq else ("row",) * sum(g_state_present))
@@ -364,7 +369,8 @@ def _cached_plan(step, defs, cdt, block_n, reread_out, reread_state, supported,
 
 @functools.lru_cache(maxsize=512)
 def _build(step: Callable, defs: tuple, T: int, Np: int, block_n: int, x_dtypes: tuple,
-           s_dtypes: tuple, out_dtype: Any, p_kinds: tuple, p_dtypes: tuple, cdt: Any,
+           s_dtypes: tuple, s_kinds: tuple, out_dtype: Any, p_kinds: tuple, p_dtypes: tuple,
+           cdt: Any,
            return_state_seq: bool, cfg: Config) -> tuple[Callable, Any]:
     """The ``custom_vjp`` fused function on padded ``[T, Np]`` / ``[1, Np]`` operands."""
     n_s = defs[0].num_leaves
@@ -379,7 +385,7 @@ def _build(step: Callable, defs: tuple, T: int, Np: int, block_n: int, x_dtypes:
     run = functools.partial(backend.run_loop, T=T, Np=Np, block_n=block_n, cfg=cfg)
     n_x, n_o = plan.n_x, plan.n_o
     spec_kw = dict(return_state_seq=return_state_seq, out_dtypes=out_dtypes,
-                   state_dtypes=s_dtypes, p_kinds=p_kinds)
+                   state_dtypes=s_dtypes, p_kinds=p_kinds, s_kinds=s_kinds)
     f_inf = forward_spec(plan, training=False, **spec_kw)
 
     def split(seq_out, row_out):
@@ -416,6 +422,7 @@ def _build(step: Callable, defs: tuple, T: int, Np: int, block_n: int, x_dtypes:
         gs_present = [not isinstance(g, zero) for g in g_states]
         spec = backward_spec(tplan, return_state_seq=return_state_seq, x_dtypes=x_dtypes,
                              state_dtypes=s_dtypes, p_kinds=p_kinds, p_dtypes=p_dtypes,
+                             s_kinds=s_kinds,
                              g_out_present=go_present, g_state_present=gs_present)
         g_o = [g for g, p in zip(g_outs, go_present) if p]
         g_s = [g for g, p in zip(g_states, gs_present) if p]
@@ -427,6 +434,8 @@ def _build(step: Callable, defs: tuple, T: int, Np: int, block_n: int, x_dtypes:
         g_xs, row_out = iter(g_xs), iter(row_out)
         need_s, need_x, need_p = need[:n_s], need[n_s:n_s + n_x], need[n_s + n_x:]
         g_s0 = [next(row_out) if n else None for n in need_s]
+        g_s0 = [jnp.sum(g, axis=0, keepdims=True) if (g is not None and k == "shared") else g
+                for g, k in zip(g_s0, s_kinds)]
         g_ps = []
         for k, n in zip(p_kinds, need_p):
             g = next(row_out) if n else None
@@ -445,7 +454,8 @@ def pallas_multi_step(step: Callable, state0: Any, xs: Any, params: Any = (), *,
                       return_state_seq: bool = False, config: Config = Config()) -> tuple[Any, Any]:
     """Fused-kernel version of ``scan_multi_step`` (same arguments and results).
 
-    ``xs`` leaves ``[T, *S]``; ``state0`` leaves ``S`` (or broadcastable to it); ``params``
+    ``xs`` leaves ``[T, *S]``; ``state0`` leaves ``S`` (or broadcastable to it; a scalar is
+    read as one shared row instead of an ``[N]`` array); ``params``
     leaves scalars (shared by all neurons) or broadcastable to ``S`` (per neuron). Outputs have
     the dtype of ``xs``; states keep the dtype of ``state0``; arithmetic is float32 (float64
     when an operand is float64). Raises ``KernelLoweringError`` for a step that is not
@@ -464,7 +474,9 @@ def pallas_multi_step(step: Callable, state0: Any, xs: Any, params: Any = (), *,
                              f"{(T,) + S}")
     x_leaves = [x.astype(_float_dtype(x.dtype)) for x in x_leaves]
     s_leaves = [jnp.asarray(s) for s in s_leaves]
-    s_leaves = [jnp.broadcast_to(s.astype(_float_dtype(s.dtype)), S) for s in s_leaves]
+    s_leaves = [s.astype(_float_dtype(s.dtype)) for s in s_leaves]
+    # a scalar initial state (e.g. 0.0) is one row shared by all programs: no [N] fill/read
+    s_kinds = tuple("shared" if s.ndim == 0 else "row" for s in s_leaves)
     p_leaves = [jnp.asarray(p) for p in p_leaves]
     all_dtypes = [a.dtype for a in x_leaves + s_leaves + p_leaves]
     cdt = jnp.dtype(jnp.float64) if any(d == jnp.float64 for d in all_dtypes) \
@@ -486,7 +498,8 @@ def pallas_multi_step(step: Callable, state0: Any, xs: Any, params: Any = (), *,
         return jnp.concatenate([a, edge], axis=1)
 
     xs2 = [jnp.pad(x.reshape(T, N), ((0, 0), (0, Np - N))) for x in x_leaves]
-    s2 = [pad_row(s.reshape(1, N)) for s in s_leaves]
+    s2 = [jnp.broadcast_to(s, (1, block)) if k == "shared"
+          else pad_row(jnp.broadcast_to(s, S).reshape(1, N)) for s, k in zip(s_leaves, s_kinds)]
     p2, p_kinds, p_dtypes = [], [], []
     for p in p_leaves:
         pd = jnp.dtype(cdt) if not jnp.issubdtype(p.dtype, jnp.floating) else \
@@ -501,7 +514,7 @@ def pallas_multi_step(step: Callable, state0: Any, xs: Any, params: Any = (), *,
         p_dtypes.append(pd)
     fused, out_def = _build(step, (s_def, x_def, p_def), T, Np, block,
                             tuple(x.dtype for x in x_leaves), tuple(s.dtype for s in s_leaves),
-                            out_dtype, tuple(p_kinds), tuple(p_dtypes), cdt, return_state_seq,
+                            s_kinds, out_dtype, tuple(p_kinds), tuple(p_dtypes), cdt, return_state_seq,
                             dataclasses.replace(cfg, block_n=block))
     outs, states = fused(xs2, s2, p2)
     outs = [o[:, :N].reshape((T,) + S) for o in outs]
