@@ -22,3 +22,9 @@ __all__ = [
 from snnjax.neuron.flexsn import FlexSN, FlexSNKernel, NativeFlexSN  # noqa: E402
 
 __all__ += ["FlexSN", "FlexSNKernel", "NativeFlexSN"]
+from snnjax.neuron.dsr import DSRIFNode, DSRLIFNode  # noqa: E402
+from snnjax.neuron.mpbn import MPBNBaseNode, MPBNLIFNode  # noqa: E402
+from snnjax.neuron.online import OTTTLIFNode, SLTTLIFNode  # noqa: E402
+
+__all__ += ["DSRIFNode", "DSRLIFNode", "MPBNBaseNode", "MPBNLIFNode", "OTTTLIFNode",
+            "SLTTLIFNode"]

@@ -4,3 +4,8 @@ from snnjax.steps.integrate_and_fire import (
     DECODES, decode_membrane, if_charge, integrator_step, lif_charge, nonspiking_lif_charge,
     plif_charge, simple_lif_charge, spiking_step,
 )
+from snnjax.steps.dsr import (  # noqa: E402
+    clamp_threshold, dsr_if_sequence, dsr_if_step, dsr_lif_sequence, dsr_lif_step,
+)
+from snnjax.steps.mpbn import mpbn_lif_step, mpbn_step  # noqa: E402
+from snnjax.steps.online import ottt_lif_step, sltt_lif_step  # noqa: E402
