@@ -19,6 +19,8 @@ __all__ = [
     "SimpleLIFNode", "StateSequence",
 ]
 
+from snnjax.neuron.psn import MaskedPSN, PSN, SlidingPSN
+__all__ += ["MaskedPSN", "PSN", "SlidingPSN"]
 from snnjax.neuron.flexsn import FlexSN, FlexSNKernel, NativeFlexSN  # noqa: E402
 
 __all__ += ["FlexSN", "FlexSNKernel", "NativeFlexSN"]

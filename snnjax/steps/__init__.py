@@ -4,6 +4,10 @@ from snnjax.steps.integrate_and_fire import (
     DECODES, decode_membrane, if_charge, integrator_step, lif_charge, nonspiking_lif_charge,
     plif_charge, simple_lif_charge, spiking_step,
 )
+from snnjax.steps.psn import (
+    masked_psn_multi_step, masked_psn_step, masked_psn_weight, psn_multi_step,
+    sliding_psn_gemm_weight, sliding_psn_multi_step, sliding_psn_step,
+)
 from snnjax.steps.dsr import (  # noqa: E402
     clamp_threshold, dsr_if_sequence, dsr_if_step, dsr_lif_sequence, dsr_lif_step,
 )
