@@ -30,3 +30,8 @@ from snnjax.neuron.online import OTTTLIFNode, SLTTLIFNode  # noqa: E402
 
 __all__ += ["DSRIFNode", "DSRLIFNode", "MPBNBaseNode", "MPBNLIFNode", "OTTTLIFNode",
             "SLTTLIFNode"]
+from snnjax.neuron.adaptive import AdaptBaseNode, EIFNode, IzhikevichNode, QIFNode  # noqa: E402
+from snnjax.neuron.lif_variants import CUBALIFNode, GatedLIFNode, KLIFNode, LIAFNode  # noqa: E402
+
+__all__ += ["AdaptBaseNode", "CUBALIFNode", "EIFNode", "GatedLIFNode", "IzhikevichNode",
+            "KLIFNode", "LIAFNode", "QIFNode"]

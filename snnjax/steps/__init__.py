@@ -13,3 +13,10 @@ from snnjax.steps.dsr import (  # noqa: E402
 )
 from snnjax.steps.mpbn import mpbn_lif_step, mpbn_step  # noqa: E402
 from snnjax.steps.online import ottt_lif_step, sltt_lif_step  # noqa: E402
+from snnjax.steps.adaptive import (
+    adaptation_update, adaptive_step, clamp_membrane, eif_charge, izhikevich_charge,
+    izhikevich_step, membrane_bound, qif_charge,
+)
+from snnjax.steps.lif_variants import (
+    GATED_LIF_STEP_PARAMS, cuba_lif_step, gated_lif_input, gated_lif_step, klif_step, liaf_step,
+)
