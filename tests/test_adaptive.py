@@ -338,3 +338,14 @@ def test_unknown_param_override_rejected():
 def test_surrogate_by_name():
     m = neuron.EIFNode(surrogate_function="ATan")
     assert isinstance(m.surrogate_function, surrogate.ATan)
+
+
+@pytest.mark.parametrize("make", [lambda: neuron.IzhikevichNode(a=0.1, b=0.2),
+                                  lambda: neuron.QIFNode(v_reset=None), lambda: neuron.EIFNode(),
+                                  lambda: QuadraticAdaptNode()])
+def test_steps_are_elementwise_for_fused_kernels(make):
+    """The kernel generator accepts the steps (elementwise, including the overflow guard)."""
+    from snnjax import kernels
+    m = make()
+    kernels.check_step(m.single_step_functional, m.init_state(X[0]), X, m.params(),
+                       kernels.Config())

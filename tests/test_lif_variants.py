@@ -389,3 +389,17 @@ def test_defaults_and_signatures():
 def test_bad_arguments(make, exc, match):
     with pytest.raises(exc, match=match):
         make()
+
+
+def test_steps_are_elementwise_for_fused_kernels():
+    """The kernel generator accepts every step (GLIF: on the precomputed gated current)."""
+    from snnjax import kernels
+    for m in [neuron.KLIFNode(scale_reset=True), neuron.CUBALIFNode(v_reset=None),
+              neuron.LIAFNode(jax.nn.relu, True)]:
+        kernels.check_step(m.single_step_functional, m.init_state(X[0]), X, m.params(),
+                           kernels.Config())
+    g = neuron.GatedLIFNode(T=X.shape[0], rngs=nnx.Rngs(0))
+    p = {k: g.params()[k] for k in ("alpha", "gamma", "tau", "v_threshold", "linear_decay",
+                                    "v_subreset")}
+    kernels.check_step(g.single_step_functional, {"v": X[0] * 0, "s": X[0] * 0}, X, p,
+                       kernels.Config())

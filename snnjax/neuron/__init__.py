@@ -35,3 +35,6 @@ from snnjax.neuron.lif_variants import CUBALIFNode, GatedLIFNode, KLIFNode, LIAF
 
 __all__ += ["AdaptBaseNode", "CUBALIFNode", "EIFNode", "GatedLIFNode", "IzhikevichNode",
             "KLIFNode", "LIAFNode", "QIFNode"]
+from snnjax.neuron.extra import ComplementaryLIFNode, HalfThresholdIFNode, ILIFNode  # noqa: E402
+
+__all__ += ["ComplementaryLIFNode", "HalfThresholdIFNode", "ILIFNode"]

@@ -20,3 +20,4 @@ from snnjax.steps.adaptive import (
 from snnjax.steps.lif_variants import (
     GATED_LIF_STEP_PARAMS, cuba_lif_step, gated_lif_input, gated_lif_step, klif_step, liaf_step,
 )
+from snnjax.steps.extra import clif_step, ilif_step  # noqa: E402
