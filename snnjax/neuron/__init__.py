@@ -38,3 +38,15 @@ __all__ += ["AdaptBaseNode", "CUBALIFNode", "EIFNode", "GatedLIFNode", "Izhikevi
 from snnjax.neuron.extra import ComplementaryLIFNode, HalfThresholdIFNode, ILIFNode  # noqa: E402
 
 __all__ += ["ComplementaryLIFNode", "HalfThresholdIFNode", "ILIFNode"]
+from snnjax.neuron.ilc import (  # noqa: E402
+    ILCBaseNode, ILCCUBALIFNode, ILCConnection, ILCIFNode, ILCLIFNode,
+)
+from snnjax.neuron.noisy import (  # noqa: E402
+    NoisyBaseNode, NoisyCUBALIFNode, NoisyILCBaseNode, NoisyILCCUBALIFNode,
+    NoisyNonSpikingBaseNode, NoisyNonSpikingIFNode,
+)
+from snnjax.noise import powerlaw_psd_gaussian  # noqa: E402
+
+__all__ += ["ILCBaseNode", "ILCCUBALIFNode", "ILCConnection", "ILCIFNode", "ILCLIFNode",
+            "NoisyBaseNode", "NoisyCUBALIFNode", "NoisyILCBaseNode", "NoisyILCCUBALIFNode",
+            "NoisyNonSpikingBaseNode", "NoisyNonSpikingIFNode", "powerlaw_psd_gaussian"]

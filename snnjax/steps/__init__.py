@@ -21,3 +21,9 @@ from snnjax.steps.lif_variants import (
     GATED_LIF_STEP_PARAMS, cuba_lif_step, gated_lif_input, gated_lif_step, klif_step, liaf_step,
 )
 from snnjax.steps.extra import clif_step, ilif_step  # noqa: E402
+from snnjax.steps.ilc import (  # noqa: E402
+    cuba_charge, ilc_connection, ilc_if_charge, ilc_lif_charge, noise_term, population_step,
+)
+from snnjax.steps.noisy import (  # noqa: E402
+    NOISY_DECODES, decode_noisy_membrane, noisy_integrator_step,
+)
