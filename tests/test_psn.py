@@ -167,6 +167,10 @@ def test_reference_vectors_sliding_psn():
                                     [0.092000, 0.016767, 0.288400]], atol=2e-6)
     np.testing.assert_allclose(gp["weight"], [-0.233164, 1.148194, 1.693172], atol=2e-6)
     np.testing.assert_allclose(gp["bias"], 2.575866, atol=2e-6)
+    a = np.asarray(neuron.SlidingPSN(3).gen_gemm_weight(5))      # spec 4.3: banded Toeplitz
+    np.testing.assert_array_equal(a[0], [1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(a[1], [0.5, 1, 0, 0, 0])
+    np.testing.assert_array_equal(a[3], [0, 0.25, 0.5, 1, 0])
 
 
 # --- construction, initialisation --------------------------------------------------------------
