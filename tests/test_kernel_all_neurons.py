@@ -17,6 +17,7 @@ from snnjax.neuron.base import MemoryModule, NonSpikingBaseNode
 CTOR_ARGS = {
     "SimpleLIFNode": dict(tau=2.0, decay_input=True),
     "LIAFNode": dict(act=jax.nn.relu, threshold_related=True),
+    "NoisyCUBALIFNode": dict(num_node=37, is_training=False),  # eval: noise off, step elementwise
 }
 # Classes whose step mixes neurons or time, or is not a per-step recurrence (with the reason).
 NOT_ELEMENTWISE = {
