@@ -296,6 +296,7 @@ def test_vmap_over_populations_and_grad():
     xs = jnp.asarray(rng.normal(0.8, 1.0, (3, 4, 8, 2)), jnp.float32)
     m = neuron.MPBNLIFNode(out_features=2)
 
+    @jax.jit
     def run(x):
         return m.multi_step(m.init_state(x[0]), x)[1]
 
@@ -304,7 +305,8 @@ def test_vmap_over_populations_and_grad():
         np.testing.assert_array_equal(batched[p], run(xs[p]))
     # vmap over a parameter (tau) as well
     taus = jnp.asarray([1.5, 2.0, 4.0])
-    outs = jax.vmap(lambda t: m.multi_step(m.init_state(xs[0, 0]), xs[0], {"tau": t})[1])(taus)
+    outs = jax.jit(jax.vmap(lambda t: m.multi_step(m.init_state(xs[0, 0]), xs[0],
+                                                   {"tau": t})[1]))(taus)
     np.testing.assert_array_equal(outs[1], run(xs[0]))
 
     def loss(p, x):
