@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from snnjax.kernels.generator import Config, check_step, pallas_multi_step, warn_once
 from snnjax.kernels.jaxpr_tools import KernelLoweringError
@@ -28,6 +29,11 @@ def on_gpu() -> bool:
     return jax.default_backend() == "gpu"
 
 
+def _any_float64(*trees: Any) -> bool:
+    return any(getattr(leaf, "dtype", None) == jnp.float64
+               for leaf in jax.tree_util.tree_leaves(trees))
+
+
 def multi_step(step: Step, state0: Any, xs: Any, params: Any = (), *, backend: str = "auto",
                return_state_seq: bool = False, config: Config | None = None) -> tuple[Any, Any]:
     """Run ``step(state, x, params) -> (state, out)`` over the leading time axis of ``xs``.
@@ -41,7 +47,8 @@ def multi_step(step: Step, state0: Any, xs: Any, params: Any = (), *, backend: s
     under ``'auto'`` it warns once and uses ``lax.scan``.
     """
     check_backend(backend)
-    if backend == "scan" or (backend == "auto" and not on_gpu()):
+    if backend == "scan" or (backend == "auto" and (not on_gpu() or _any_float64(state0, xs))):
+        # float64 kernels are not built for GPUs: 'auto' keeps x64 runs on lax.scan.
         return scan_multi_step(step, state0, xs, params, return_state_seq=return_state_seq)
     cfg = config if config is not None else Config(interpret=not on_gpu())
     if backend == "auto":

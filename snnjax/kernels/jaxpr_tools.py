@@ -56,6 +56,26 @@ def _read(env: dict, v: Any) -> Any:
     return v.val if isinstance(v, jcore.Literal) else env[v]
 
 
+def _round_via_floor(x: Any, rounding_method: Any) -> Any:
+    """``round`` from ``floor`` and selects (the Triton lowering has no ``round`` rule)."""
+    fl = jax.lax.floor(x)
+    diff = x - fl
+    tie = diff == 0.5
+    if int(rounding_method) == int(jax.lax.RoundingMethod.TO_NEAREST_EVEN):
+        odd = jax.lax.floor(fl * 0.5) * 2.0 != fl
+        up = (diff > 0.5) | (tie & odd)
+    else:  # away from zero
+        up = (diff > 0.5) | (tie & (x > 0))
+    return jax.lax.select(up, fl + 1.0, fl)
+
+
+# Primitives rewritten into supported ones while inlining: name -> fn(invals, params) -> outs.
+_REWRITE = {
+    "round": lambda invals, params: [_round_via_floor(
+        invals[0], params.get("rounding_method", jax.lax.RoundingMethod.AWAY_FROM_ZERO))],
+}
+
+
 def inline_eval(jaxpr: Any, consts: Sequence[Any], *args: Any) -> list[Any]:
     """Evaluate ``jaxpr`` on ``args``, inlining call primitives and removing ``stop_gradient``.
 
@@ -74,6 +94,8 @@ def inline_eval(jaxpr: Any, consts: Sequence[Any], *args: Any) -> list[Any]:
             outs = inline_eval(sub, sub_consts, *invals)
         elif name in _IDENTITY:
             outs = invals
+        elif name in _REWRITE:
+            outs = _REWRITE[name](invals, eqn.params)
         else:
             out = eqn.primitive.bind(*invals, **eqn.params)
             outs = out if eqn.primitive.multiple_results else [out]
