@@ -1,29 +1,29 @@
-"""Pure neuron step functions, grouped by family. No Flax: usable from plain JAX or Equinox."""
+"""Pure neuron step functions, grouped by family. No Flax: usable from plain JAX or Equinox.
+"""
 from snnjax.steps.common import cast_out, fire, fire_and_reset, reset, rest_level, state_dtype
 from snnjax.steps.integrate_and_fire import (
-    DECODES, decode_membrane, if_charge, integrator_step, lif_charge, nonspiking_lif_charge,
+    decode_membrane, DECODES, if_charge, integrator_step, lif_charge, nonspiking_lif_charge,
     plif_charge, simple_lif_charge, spiking_step,
 )
 from snnjax.steps.psn import (
     masked_psn_multi_step, masked_psn_step, masked_psn_weight, psn_multi_step,
     sliding_psn_gemm_weight, sliding_psn_multi_step, sliding_psn_step,
 )
-from snnjax.steps.dsr import (  # noqa: E402
+from snnjax.steps.dsr import (
     clamp_threshold, dsr_if_sequence, dsr_if_step, dsr_lif_sequence, dsr_lif_step,
 )
-from snnjax.steps.mpbn import mpbn_lif_step, mpbn_step  # noqa: E402
-from snnjax.steps.online import ottt_lif_step, sltt_lif_step  # noqa: E402
+from snnjax.steps.mpbn import mpbn_lif_step, mpbn_step
+from snnjax.steps.online import ottt_lif_step, sltt_lif_step
 from snnjax.steps.adaptive import (
     adaptation_update, adaptive_step, clamp_membrane, eif_charge, izhikevich_charge,
     izhikevich_step, membrane_bound, qif_charge,
 )
 from snnjax.steps.lif_variants import (
-    GATED_LIF_STEP_PARAMS, cuba_lif_step, gated_lif_input, gated_lif_step, klif_step, liaf_step,
+    cuba_charge, cuba_lif_step, gated_lif_input, gated_lif_step, GATED_LIF_STEP_PARAMS, klif_step,
+    liaf_step,
 )
-from snnjax.steps.extra import clif_step, ilif_step  # noqa: E402
-from snnjax.steps.ilc import (  # noqa: E402
-    cuba_charge, ilc_connection, ilc_if_charge, ilc_lif_charge, noise_term, population_step,
+from snnjax.steps.extra import clif_step, ilif_step
+from snnjax.steps.ilc import (
+    ilc_connection, ilc_if_charge, ilc_lif_charge, noise_term, population_step,
 )
-from snnjax.steps.noisy import (  # noqa: E402
-    NOISY_DECODES, decode_noisy_membrane, noisy_integrator_step,
-)
+from snnjax.steps.noisy import decode_noisy_membrane, NOISY_DECODES, noisy_integrator_step

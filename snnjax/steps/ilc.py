@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from snnjax.steps.common import Array, SpikeFn, cast_out, fire_and_reset, state_dtype
+from snnjax.steps.lif_variants import cuba_charge
 
 StateCharge = Callable[[dict, Array, dict], dict]
 
@@ -59,12 +60,6 @@ def ilc_if_charge(state: dict, x: Array, params: dict) -> dict:
 def ilc_lif_charge(state: dict, x: Array, params: dict) -> dict:
     """``H = v_decay * V + X`` (decay towards 0 whatever ``v_reset`` is, as the reference)."""
     return {**state, "v": params["v_decay"] * state["v"] + x}
-
-
-def cuba_charge(state: dict, x: Array, params: dict) -> dict:
-    """Current-based LIF: ``C = c_decay * C + X``; ``H = v_decay * V + C``. ``C`` is never reset."""
-    c = params["c_decay"] * state["c"] + x
-    return {**state, "c": c, "v": params["v_decay"] * state["v"] + c}
 
 
 # --- noise ------------------------------------------------------------------------------------

@@ -13,7 +13,9 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from snnjax.steps.common import Array, SpikeFn, cast_out, fire, reset, state_dtype
+from snnjax.steps.common import (
+    Array, SpikeFn, cast_out, fire, fire_and_reset, reset, state_dtype,
+)
 from snnjax.steps.integrate_and_fire import lif_charge
 
 
@@ -42,6 +44,15 @@ def klif_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn, decay_
     return {"v": v_next.astype(v.dtype)}, cast_out(spike, x)
 
 
+def cuba_charge(state: dict, x: Array, params: dict) -> dict:
+    """Current-based charge: ``C' = c_decay * C + X``; ``H = v_decay * V + C'`` (``C`` is never reset).
+
+    Returns the state with ``c = C'`` and ``v = H`` (the charged, pre-fire potential).
+    """
+    c = params["c_decay"] * state["c"] + x
+    return {**state, "c": c, "v": params["v_decay"] * state["v"] + c}
+
+
 def cuba_lif_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn, soft_reset: bool,
                   detach_reset: bool) -> tuple[dict, Array]:
     """Current-based LIF: a synaptic current low-pass filters the input.
@@ -50,13 +61,11 @@ def cuba_lif_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn, so
     the current is never reset. State ``{"v", "c"}``; params ``c_decay``, ``v_decay``,
     ``v_threshold``, ``v_reset``. Shapes ``[N, *]``; spike in ``x``'s dtype.
     """
-    v, c = state["v"], state["c"]
-    c_next = c * params["c_decay"] + x.astype(state_dtype(x.dtype))
-    h = v * params["v_decay"] + c_next
-    spike = fire(h, params["v_threshold"], surrogate)
-    v_next = reset(h, spike, params["v_threshold"], params.get("v_reset", 0.0),
-                   soft_reset=soft_reset, detach_reset=detach_reset)
-    return {"v": v_next.astype(v.dtype), "c": c_next.astype(c.dtype)}, cast_out(spike, x)
+    charged = cuba_charge(state, x.astype(state_dtype(x.dtype)), params)
+    v_next, spike = fire_and_reset(charged["v"], params, surrogate=surrogate,
+                                   soft_reset=soft_reset, detach_reset=detach_reset)
+    return ({"v": v_next.astype(state["v"].dtype), "c": charged["c"].astype(state["c"].dtype)},
+            cast_out(spike, x))
 
 
 def liaf_step(state: dict, x: Array, params: dict, *, act: Callable[[Array], Array],
