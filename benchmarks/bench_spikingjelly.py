@@ -79,11 +79,17 @@ def main() -> None:
     if args.quick:
         Ts, Ns = [16], [32768, 8388608]
     rows = []
+
+    def save():  # after every row, so a time-out keeps what was measured
+        with open(args.out, "w") as f:
+            json.dump({"torch": torch.__version__, "lif_impl": str(impl_info), "rows": rows}, f)
+
     for T in Ts:
         for N in Ns:
             r = bench(lambda: neuron.LIFNode(step_mode="m"), "LIF", "spikingjelly-LIFNode", T, N,
                       args.reps)
             rows.append(r)
+            save()
             print(json.dumps(r), flush=True)
 
     def lif_core(x, v):
@@ -100,10 +106,9 @@ def main() -> None:
                 print(f"FlexSN T={T} N={N} failed: {type(e).__name__}: {e}", flush=True)
                 continue
             rows.append(r)
+            save()
             print(json.dumps(r), flush=True)
-
-    with open(args.out, "w") as f:
-        json.dump({"torch": torch.__version__, "lif_impl": str(impl_info), "rows": rows}, f)
+    save()
 
 
 if __name__ == "__main__":
