@@ -120,3 +120,24 @@ def test_pallas_matches_scan(name, dtype):
         a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
         scale = max(1.0, float(np.abs(b).max()))
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol * scale, err_msg=f"{name} gradients")
+
+
+def test_kernel_cache_follows_module_configuration():
+    """Switching train/eval after a kernel was built must build the other kernel (the cache key
+    is the module's static configuration, not the bound method)."""
+    x = 1.3 * jax.random.normal(jax.random.PRNGKey(3), (6, 33)) + 0.6
+    m = neuron.ComplementaryLIFNode(step_mode="m", backend="pallas")
+
+    def grad(m):
+        return jax.grad(lambda x: jnp.sum(m.multi_step(m.init_state(x[0]), x)[1]))(x)
+
+    assert np.any(np.asarray(grad(m)) != 0)           # training: surrogate gradient
+    m.eval()
+    np.testing.assert_array_equal(grad(m), 0.0)        # eval: hard step, no gradient
+    m.train()
+    assert np.any(np.asarray(grad(m)) != 0)
+    # two neurons with equal configuration share a step key; a different one does not
+    from snnjax.neuron.base import ModuleStep
+    a, b, c = neuron.LIFNode(), neuron.LIFNode(), neuron.LIFNode(detach_reset=True)
+    assert ModuleStep(a, a.single_step_functional) == ModuleStep(b, b.single_step_functional)
+    assert ModuleStep(a, a.single_step_functional) != ModuleStep(c, c.single_step_functional)

@@ -85,6 +85,55 @@ def _shape_str(tree: Any) -> str:
     return str(jax.tree_util.tree_map(lambda a: tuple(np.shape(a)), tree))
 
 
+# --- the step handed to the sequence engine -----------------------------------------------------
+
+def static_config(module: nnx.Module) -> tuple:
+    """The module's static (non-variable) attributes, as a hashable tuple.
+
+    A neuron's step reads its structure (reset mode, surrogate, train/eval flag, ...) from these
+    attributes, so two modules with equal static configuration run the same step.
+    """
+    items = []
+    for name, value in sorted(vars(module).items()):
+        if name.startswith(("_pytree", "_object")) or isinstance(value, (nnx.Variable, nnx.Module)):
+            continue
+        try:
+            hash(value)
+        except TypeError:
+            value = ("unhashable", id(value))
+        items.append((name, value))
+    return tuple(items)
+
+
+class ModuleStep:
+    """A module's pure step as a hashable callable for :func:`snnjax.kernels.multi_step`.
+
+    The kernel generator caches compiled kernels per step; keying the cache on the module's static
+    configuration (not on the bound method) makes ``m.eval()`` or a changed option build a new
+    kernel, and lets equal neurons share one.
+    """
+
+    __slots__ = ("fn", "key")
+
+    def __init__(self, module: nnx.Module, fn: Callable, *extra_key: Any):
+        self.fn = fn
+        self.key = (type(module), getattr(fn, "__qualname__", repr(fn)), extra_key,
+                    static_config(module))
+
+    def __call__(self, state: Any, x: Any, params: Any) -> tuple[Any, Any]:
+        return self.fn(state, x, params)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ModuleStep) and self.key == other.key
+
+    @property
+    def __name__(self) -> str:  # for error messages of the kernel generator
+        return getattr(self.fn, "__name__", "step")
+
+
 # --- stateful base -----------------------------------------------------------------------------
 
 class MemoryModule(nnx.Module):
@@ -148,7 +197,8 @@ class MemoryModule(nnx.Module):
         (``[T, N, *]`` leaves). Never mutates the module.
         """
         self._check_sequence(x_seq)
-        return kernels.multi_step(self.single_step_functional, state, x_seq, self._params(params),
+        return kernels.multi_step(ModuleStep(self, self.single_step_functional), state, x_seq,
+                                  self._params(params),
                                   backend=self.backend, return_state_seq=return_state_seq)
 
     # -- stateful API (SpikingJelly style) ------------------------------------------------------
@@ -393,7 +443,7 @@ class NonSpikingBaseNode(nnx.Module):
     def multi_step(self, state: dict, x_seq: Array, params: dict | None = None) -> tuple[dict, Array]:
         """Integrate ``x_seq[T, N, *]`` from ``state``; returns ``(final_state, decoded)``."""
         MemoryModule._check_sequence(self, x_seq)
-        final, v_seq = kernels.multi_step(self.single_step_functional, state, x_seq,
+        final, v_seq = kernels.multi_step(ModuleStep(self, self.single_step_functional), state, x_seq,
                                           {**self.params(), **(params or {})},
                                           backend=self.backend)
         return final, steps.decode_membrane(v_seq, self.decode)

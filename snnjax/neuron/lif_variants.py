@@ -14,6 +14,7 @@ from flax import nnx
 from snnjax import kernels, steps
 from snnjax import surrogate as sg
 from snnjax.neuron.base import (
+    ModuleStep,
     Array, BaseNode, MemoryModule, check_bool, check_greater, check_number, check_surrogate,
 )
 from snnjax.neuron.integrate_and_fire import LIFNode
@@ -255,7 +256,8 @@ class GatedLIFNode(MemoryModule):
         step_params = {k: self._broadcast(p[k], step_ndim, 0) for k in lv.GATED_LIF_STEP_PARAMS}
         v0 = jnp.asarray(state["v"]).astype(dtype)
         carry = {"v": v0, "s": jnp.zeros_like(v0)}
-        seq, out = kernels.multi_step(self.single_step_functional, carry, current, step_params,
+        seq, out = kernels.multi_step(ModuleStep(self, self.single_step_functional), carry,
+                                      current, step_params,
                                       backend=self.backend, return_state_seq=return_state_seq)
         return {"v": seq["v"], "u": seq["v"]}, out.astype(x_seq.dtype)
 

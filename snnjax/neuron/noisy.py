@@ -25,6 +25,7 @@ from flax import nnx
 
 from snnjax import kernels, steps
 from snnjax.neuron.base import (
+    ModuleStep,
     Array, MemoryModule, check_bool, check_choice, check_number,
 )
 from snnjax.neuron.ilc import (
@@ -279,7 +280,8 @@ class NoisyBaseNode(_ColoredNoise, PopulationNode):
         self._check_sequence(x_seq)
         x_seq = jnp.asarray(x_seq)
         xs = self._noise_input(x_seq, noise, True)
-        return kernels.multi_step(self._step(isinstance(xs, tuple)), state, xs,
+        noisy = isinstance(xs, tuple)
+        return kernels.multi_step(ModuleStep(self, self._step(noisy), noisy), state, xs,
                                   self._params(params), backend=self.backend,
                                   return_state_seq=return_state_seq)
 
@@ -434,7 +436,7 @@ class NoisyNonSpikingBaseNode(_ColoredNoise, nnx.Module):
         ``noise`` (training mode): ``[T, num_node]`` or ``[T, N, num_node]``."""
         MemoryModule._check_sequence(self, x_seq)
         x_seq = jnp.asarray(x_seq)
-        final, v_seq = kernels.multi_step(self.single_step_functional, state,
+        final, v_seq = kernels.multi_step(ModuleStep(self, self.single_step_functional), state,
                                           self._noise_input(x_seq, noise, True),
                                           self._params(params), backend=self.backend)
         return final, steps.decode_noisy_membrane(v_seq, self.decode)
