@@ -7,7 +7,7 @@ Run on the GPU machine (one H200):
 
 The SpikingJelly half runs in a subprocess (``bench_spikingjelly.py``) so that PyTorch and JAX do
 not compete for GPU memory. Timings: warm-up, ``block_until_ready`` / CUDA synchronisation,
-median of ``--reps`` (>= 20) runs. Forward = inference (no residuals); forward+backward =
+median over ``--reps`` (>= 20) samples of 10 back-to-back calls. Forward = inference (no residuals); forward+backward =
 gradient of ``sum(spikes * g)`` w.r.t. the input. Bandwidth floor: fp32, forward 8 B per
 neuron-step (read x, write spike), forward+backward 24 B (plus the state the forward must hand to
 the backward), at the copy bandwidth measured in the same run.
@@ -32,15 +32,21 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from snnjax import neuron  # noqa: E402
 
 
+BATCH = 10  # calls per timed sample: back-to-back, so Python dispatch overlaps the GPU work
+
+
 def timeit(fn, *args, reps: int) -> float:
-    """Median wall time (ms) of ``fn(*args)`` after warm-up, synchronised on the result."""
+    """Median time (ms) per call of ``fn(*args)``: ``reps`` samples of ``BATCH`` back-to-back
+    calls each, synchronised on the last result, after warm-up."""
     for _ in range(5):
         jax.block_until_ready(fn(*args))
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append((time.perf_counter() - t0) * 1e3)
+        for _ in range(BATCH):
+            out = fn(*args)
+        jax.block_until_ready(out)
+        times.append((time.perf_counter() - t0) * 1e3 / BATCH)
     return float(np.median(times))
 
 

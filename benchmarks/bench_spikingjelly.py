@@ -15,19 +15,24 @@ import numpy as np
 import torch
 
 
+BATCH = 10  # calls per timed sample, back-to-back (as in bench_neurons.py)
+
+
 def cuda_time(fn, reps: int) -> float:
-    """Median milliseconds of ``fn()`` measured with CUDA events after two warm-ups."""
-    fn()
-    fn()
+    """Median milliseconds per call of ``fn()``: CUDA events around ``BATCH`` back-to-back calls,
+    ``reps`` samples, after five warm-ups."""
+    for _ in range(5):
+        fn()
     torch.cuda.synchronize()
     times = []
     for _ in range(reps):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        fn()
+        for _ in range(BATCH):
+            fn()
         end.record()
         torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
+        times.append(start.elapsed_time(end) / BATCH)
     return float(np.median(times))
 
 
