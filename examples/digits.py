@@ -111,13 +111,16 @@ def main() -> float:
         import matplotlib.pyplot as plt
         fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), gridspec_kw={"width_ratios": [1, 3, 3]})
         axes[0].imshow(x_te[0].reshape(8, 8), cmap="gray_r")
-        axes[0].set_title(f"digit {y_te[0]} (predicted {int(pred[0])})")
+        axes[0].set_title(f"digit {y_te[0]}\n(predicted {int(pred[0])})")
         axes[0].axis("off")
         for ax, spikes, name in ((axes[1], hidden[:, 0], "hidden layer"),
-                                 (axes[2], out[:, 0], "output layer")):
+                                 (axes[2], out[:, 0], "output layer (one neuron per class)")):
             t, n = np.nonzero(np.asarray(spikes))
             ax.scatter(t, n, marker="|", s=60, color="k")
             ax.set_xlim(-0.5, args.T - 0.5)
+            ax.set_ylim(-0.5, spikes.shape[-1] - 0.5)
+            if spikes.shape[-1] <= 10:
+                ax.set_yticks(range(spikes.shape[-1]))
             ax.set_xlabel("time step")
             ax.set_ylabel("neuron")
             ax.set_title(f"{name} spikes")
