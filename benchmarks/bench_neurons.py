@@ -78,27 +78,24 @@ def bench_jax(name: str, backend: str, T: int, N: int, reps: int, dtype=jnp.floa
     x = (jax.random.normal(key, (T, N), jnp.float32) * 0.6 + 0.5).astype(dtype)
     g = jax.random.normal(jax.random.fold_in(key, 1), (T, N), jnp.float32).astype(dtype)
     s0 = m.init_state(x[0])
-    # device arrays: Python floats would be transferred to the device on every call
-    params = jax.tree_util.tree_map(jnp.asarray, m.params())
-    # gradient w.r.t. the input (as SpikingJelly's measurement); PLIF also w.r.t. its learnable w
-    wrt = {"w"} if name == "PLIF" else set()
-
+    # As in a model: fixed hyperparameters are the module's Python numbers (compile-time
+    # constants); learnable ones are arguments. Gradient w.r.t. the input (as SpikingJelly's
+    # measurement); PLIF also w.r.t. its learnable w.
+    learn = {k: jnp.asarray(v) for k, v in m.params().items() if name == "PLIF" and k == "w"}
     # every array is an argument: closed-over arrays would be baked into the program as constants
-    fwd = jax.jit(lambda x, s0, p: m.multi_step(s0, x, p)[1])
+    fwd = jax.jit(lambda x, s0: m.multi_step(s0, x)[1])
 
-    def loss(x, learn, s0, g, fixed):
-        out = m.multi_step(s0, x, {**fixed, **learn})[1]
+    def loss(x, learn, s0, g):
+        out = m.multi_step(s0, x, learn)[1]
         return jnp.sum(out.astype(jnp.float32) * g.astype(jnp.float32))
 
-    learn = {k: v for k, v in params.items() if k in wrt}
-    fixed = {k: v for k, v in params.items() if k not in wrt}
     fwd_bwd = jax.jit(jax.grad(loss, argnums=(0, 1)))
     t0 = time.perf_counter()
-    jax.block_until_ready(fwd_bwd(x, learn, s0, g, fixed))
+    jax.block_until_ready(fwd_bwd(x, learn, s0, g))
     compile_s = time.perf_counter() - t0
     return {"impl": f"snnjax-{backend}", "neuron": name, "T": T, "N": N,
-            "dtype": jnp.dtype(dtype).name, "fwd_ms": timeit(fwd, x, s0, params, reps=reps),
-            "fwd_bwd_ms": timeit(fwd_bwd, x, learn, s0, g, fixed, reps=reps), "first_call_s": compile_s}
+            "dtype": jnp.dtype(dtype).name, "fwd_ms": timeit(fwd, x, s0, reps=reps),
+            "fwd_bwd_ms": timeit(fwd_bwd, x, learn, s0, g, reps=reps), "first_call_s": compile_s}
 
 
 def main() -> None:
