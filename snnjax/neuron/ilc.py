@@ -131,7 +131,27 @@ class _CUBACharge:
         return steps.cuba_charge(state, x, params)
 
 
-class ILCBaseNode(PopulationNode):
+class ConnectionFeedback:
+    """Mixin for populations with the ILC connection ``self.conn`` (and ``self.out_pop_dim``):
+    its parameters join ``params()`` and the fed-back value joins the state."""
+
+    def params(self) -> dict:
+        return {**super().params(), "conn_weight": self.conn.weight.get_value(),
+                "conn_bias": self.conn.bias.get_value()}
+
+    def init_state(self, x: Array) -> dict:
+        x = jnp.asarray(x)
+        if x.ndim < 1 or x.shape[-1] != self.out_pop_dim:
+            raise ValueError(f"{type(self).__name__}: the last axis of the input must hold "
+                             f"act_dim * dec_pop_dim = {self.out_pop_dim} neurons "
+                             f"([T, N, {self.out_pop_dim}] for x_seq), got a step of shape "
+                             f"{tuple(x.shape)}")
+        state = super().init_state(x)
+        # no feedback enters the first step
+        return {**state, "feedback": jnp.zeros_like(state["v"])}
+
+
+class ILCBaseNode(ConnectionFeedback, PopulationNode):
     r"""Spiking population with an inter-layer recurrent connection (abstract: define the charge).
 
     ``act_dim`` (A) groups of ``dec_pop_dim`` (P) neurons; input ``x_seq`` ``[T, N, A*P]`` (any
@@ -159,21 +179,6 @@ class ILCBaseNode(PopulationNode):
         self.out_pop_dim = self.act_dim * self.dec_pop_dim
         self.conn = ILCConnection(self.act_dim, self.dec_pop_dim,
                                   rngs=_check_rngs(rngs, owner, "initialise conn"))
-
-    def params(self) -> dict:
-        return {**super().params(), "conn_weight": self.conn.weight.get_value(),
-                "conn_bias": self.conn.bias.get_value()}
-
-    def init_state(self, x: Array) -> dict:
-        x = jnp.asarray(x)
-        if x.ndim < 1 or x.shape[-1] != self.out_pop_dim:
-            raise ValueError(f"{type(self).__name__}: the last axis of the input must hold "
-                             f"act_dim * dec_pop_dim = {self.out_pop_dim} neurons "
-                             f"([T, N, {self.out_pop_dim}] for x_seq), got a step of shape "
-                             f"{tuple(x.shape)}")
-        state = super().init_state(x)
-        # no feedback enters the first step
-        return {**state, "feedback": jnp.zeros_like(state["v"])}
 
     def single_step_functional(self, state: dict, x: Array, params: dict) -> tuple[dict, Array]:
         return steps.population_step(state, x, params, charge=self.neuronal_charge,

@@ -29,7 +29,8 @@ from snnjax.neuron.base import (
     Array, MemoryModule, check_bool, check_choice, check_number,
 )
 from snnjax.neuron.ilc import (
-    ILCConnection, PopulationNode, _CUBACharge, _check_positive_int, _check_rngs,
+    ConnectionFeedback, ILCConnection, PopulationNode, _CUBACharge, _check_positive_int,
+    _check_rngs,
 )
 from snnjax.noise import powerlaw_psd_gaussian
 
@@ -310,7 +311,7 @@ class NoisyCUBALIFNode(_CUBACharge, NoisyBaseNode):
         self._init_cuba(c_decay, v_decay)
 
 
-class NoisyILCBaseNode(NoisyBaseNode):
+class NoisyILCBaseNode(ConnectionFeedback, NoisyBaseNode):
     r"""Noisy spiking population with the ILC recurrent connection (abstract: define the charge).
 
     ``num_node = act_dim * dec_pop_dim``; ``conn`` as :class:`snnjax.neuron.ILCBaseNode`
@@ -334,19 +335,6 @@ class NoisyILCBaseNode(NoisyBaseNode):
         self.act_dim, self.dec_pop_dim = act_dim, dec_pop_dim
         self.out_pop_dim = act_dim * dec_pop_dim
         self.conn = ILCConnection(act_dim, dec_pop_dim, rngs=rngs)
-
-    def params(self) -> dict:
-        return {**super().params(), "conn_weight": self.conn.weight.get_value(),
-                "conn_bias": self.conn.bias.get_value()}
-
-    def init_state(self, x: Array) -> dict:
-        x = jnp.asarray(x)
-        if x.ndim < 1 or x.shape[-1] != self.out_pop_dim:
-            raise ValueError(f"{type(self).__name__}: the last axis of the input must hold "
-                             f"act_dim * dec_pop_dim = {self.out_pop_dim} neurons, got a step of "
-                             f"shape {tuple(x.shape)}")
-        state = super().init_state(x)
-        return {**state, "feedback": jnp.zeros_like(state["v"])}
 
     def _step_kwargs(self) -> dict:
         return {"dec_pop_dim": self.dec_pop_dim}
