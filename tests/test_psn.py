@@ -484,3 +484,20 @@ def test_training_step_updates_params():
     g = nnx.to_pure_dict(grads)
     assert set(g["psn"]) == {"weight", "bias"}
     assert np.abs(g["psn"]["weight"]).sum() > 0 and np.abs(g["fc"]["kernel"]).sum() > 0
+
+
+def test_masked_psn_lambda_schedule_reaches_single_step_mode():
+    sched = neuron.MaskedPSN.lambda_schedule
+    np.testing.assert_allclose([sched(s, 10, start_step=5) for s in (0, 5, 10, 15, 30)],
+                               [0.0, 0.0, 0.5, 1.0, 1.0])
+    m = neuron.MaskedPSN(k=2, T=4, step_mode="m", rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.PRNGKey(0), (4, 3)) + 0.5
+    m.lambda_ = sched(3, 10)
+    assert float(m.lambda_) == pytest.approx(0.3)
+    m.lambda_ = sched(10, 10)                          # fully annealed: single-step allowed
+    out_m = m(x)
+    m.step_mode = "s"
+    out_s = jnp.stack([m(x[t]) for t in range(4)])
+    np.testing.assert_array_equal(out_s, out_m)
+    with pytest.raises(ValueError, match="anneal_steps"):
+        sched(1, 0)

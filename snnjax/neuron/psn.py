@@ -198,6 +198,21 @@ class MaskedPSN(_QueuedPSN):
                              f"{value.shape}")
         self._lambda_.set_value(value.astype(jnp.float32))
 
+    @staticmethod
+    def lambda_schedule(step: Any, anneal_steps: int, start_step: int = 0) -> Array:
+        """Progressive masking: ``lambda_`` rising linearly from 0 at ``start_step`` to 1 at
+        ``start_step + anneal_steps`` (then held at 1), as the MaskedPSN paper's training does.
+
+        The reference builds no schedule in (its training script assigns ``lambda_``); use as
+        ``m.lambda_ = MaskedPSN.lambda_schedule(step, anneal_steps)`` inside the training loop
+        (``step`` may be traced).
+        """
+        if isinstance(anneal_steps, bool) or not isinstance(anneal_steps, int) or anneal_steps < 1:
+            raise ValueError(f"MaskedPSN.lambda_schedule: anneal_steps must be a positive int, "
+                             f"got {anneal_steps!r}")
+        frac = (jnp.asarray(step, jnp.float32) - start_step) / anneal_steps
+        return jnp.clip(frac, 0.0, 1.0)
+
     def __setattr__(self, name: str, value: Any) -> None:
         # NNX would also record ``lambda_`` as a pytree attribute of the module (changing its
         # graph definition and forcing a re-trace); route it straight to the property setter
