@@ -291,19 +291,25 @@ class MemoryModule(nnx.Module):
 
 # --- spiking bases -----------------------------------------------------------------------------
 
-class _SpikingNode(MemoryModule):
-    """Shared constructor and charge -> fire -> reset step of SimpleBaseNode and BaseNode."""
+class ThresholdNode(MemoryModule):
+    """Threshold, reset value and surrogate: the arguments every spiking neuron validates.
+
+    ``v_reset=None`` selects the soft reset. ``default_surrogate`` builds the surrogate used when
+    none is given (``Sigmoid()`` here; the CUBA/ILC/noisy populations use ``Rect()``).
+    """
+
+    default_surrogate: Callable[[], Callable] = sg.Sigmoid
 
     def __init__(self, v_threshold: float = 1.0, v_reset: float | None = 0.0,
-                 surrogate_function: Callable | None = None, detach_reset: bool = False,
-                 step_mode: str = "s", *, backend: str = "auto"):
+                 surrogate_function: Callable | None = None, step_mode: str = "s", *,
+                 backend: str = "auto"):
         owner = type(self).__name__
         super().__init__(step_mode=step_mode, backend=backend)
         self.v_threshold = check_number("v_threshold", v_threshold, owner)
         self.v_reset = check_optional_number("v_reset", v_reset, owner)
         self.surrogate_function = check_surrogate(
-            sg.Sigmoid() if surrogate_function is None else surrogate_function, owner)
-        self.detach_reset = check_bool("detach_reset", detach_reset, owner)
+            type(self).default_surrogate() if surrogate_function is None else surrogate_function,
+            owner)
 
     @property
     def soft_reset(self) -> bool:
@@ -312,6 +318,16 @@ class _SpikingNode(MemoryModule):
     def params(self) -> dict:
         return {"v_threshold": self.v_threshold,
                 "v_reset": 0.0 if self.v_reset is None else self.v_reset}
+
+
+class _SpikingNode(ThresholdNode):
+    """Shared constructor and charge -> fire -> reset step of SimpleBaseNode and BaseNode."""
+
+    def __init__(self, v_threshold: float = 1.0, v_reset: float | None = 0.0,
+                 surrogate_function: Callable | None = None, detach_reset: bool = False,
+                 step_mode: str = "s", *, backend: str = "auto"):
+        super().__init__(v_threshold, v_reset, surrogate_function, step_mode, backend=backend)
+        self.detach_reset = check_bool("detach_reset", detach_reset, type(self).__name__)
 
     def neuronal_charge(self, v: Array, x: Array, params: dict) -> Array:
         """The charge equation ``H[t] = f(V[t-1], X[t])``; the one method a custom neuron needs."""

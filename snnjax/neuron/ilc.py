@@ -19,7 +19,7 @@ from flax import nnx
 from snnjax import steps
 from snnjax import surrogate as sg
 from snnjax.neuron.base import (
-    Array, MemoryModule, check_number, check_optional_number, check_surrogate,
+    Array, ThresholdNode, check_number,
 )
 
 
@@ -63,7 +63,7 @@ class ILCConnection(nnx.Module):
                                     self.dec_pop_dim)
 
 
-class PopulationNode(MemoryModule):
+class PopulationNode(ThresholdNode):
     """Shared part of the ILC and noisy spiking layers (multi-step only, fresh state per call).
 
     Subclasses define :meth:`neuronal_charge` ``(state, x, params) -> state`` (the charged
@@ -73,23 +73,11 @@ class PopulationNode(MemoryModule):
     """
 
     supported_step_modes = ("m",)
+    default_surrogate = sg.Rect
 
     def __init__(self, v_threshold: float = 1.0, v_reset: float | None = 0.0,
                  surrogate_function: Callable | None = None, *, backend: str = "scan"):
-        owner = type(self).__name__
-        super().__init__(step_mode="m", backend=backend)
-        self.v_threshold = check_number("v_threshold", v_threshold, owner)
-        self.v_reset = check_optional_number("v_reset", v_reset, owner)
-        self.surrogate_function = check_surrogate(
-            sg.Rect() if surrogate_function is None else surrogate_function, owner)
-
-    @property
-    def soft_reset(self) -> bool:
-        return self.v_reset is None
-
-    def params(self) -> dict:
-        return {"v_threshold": self.v_threshold,
-                "v_reset": 0.0 if self.v_reset is None else self.v_reset}
+        super().__init__(v_threshold, v_reset, surrogate_function, step_mode="m", backend=backend)
 
     def neuronal_charge(self, state: dict, x: Array, params: dict) -> dict:
         raise NotImplementedError(f"{type(self).__name__} must define "

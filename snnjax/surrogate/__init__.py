@@ -27,30 +27,13 @@ from .functions import (
     SquarewaveFourierSeries,
     SuperSpike,
 )
+from . import functions as _functions
 from .registry import SURROGATES, fused_surrogate_id, get_surrogate
 
 __all__ = [
     "heaviside",
     "SurrogateFunction",
-    "Sigmoid",
-    "ATan",
-    "PiecewiseQuadratic",
-    "PiecewiseExp",
-    "SoftSign",
-    "SuperSpike",
-    "NonzeroSignLogAbs",
-    "Erf",
-    "PiecewiseLeakyReLU",
-    "SquarewaveFourierSeries",
-    "S2NN",
-    "QPseudoSpike",
-    "LeakyKReLU",
-    "FakeNumericalGradient",
-    "LogTailedReLU",
-    "DeterministicPass",
-    "MultiLevelSpikeCount",
-    "PoissonPass",
-    "Rect",
+    *_functions.__all__,
     "SURROGATES",
     "get_surrogate",
     "fused_surrogate_id",
