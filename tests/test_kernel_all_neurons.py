@@ -65,21 +65,27 @@ def float_leaves_like(tree):
     return jax.tree_util.tree_map(lambda a: jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating), tree)
 
 
-def run(m, x, backend):
+def run(m, x, backend, config=None, traced_params=True):
+    """Outputs, final state and gradients of a loss over every output and the final state:
+    w.r.t. input, initial state and params (``traced_params``: params are jit arguments) or
+    w.r.t. input and initial state (params are the module's own untraced values, which the kernels
+    bake in as constants). ``config``: ``kernels.default_config`` overrides."""
     m.backend = backend
     s0 = m.init_state(x[0])
     params = m.params()
 
-    def loss(x, s0, params):
-        final, out = m.multi_step(s0, x, params)
+    def loss(x, s0, *params):
+        final, out = m.multi_step(s0, x, *params)
         outs = jax.tree_util.tree_leaves(out)
         w = [jnp.cos(jnp.arange(o.size, dtype=jnp.float32).reshape(o.shape)) for o in outs]
         fin = jax.tree_util.tree_leaves(final)
         return (sum(jnp.sum(o.astype(jnp.float32) * wi) for o, wi in zip(outs, w))
                 + sum(0.3 * jnp.sum(f.astype(jnp.float32)) for f in fin)), (final, out)
 
-    (val, (final, out)), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))(
-        x, s0, params)
+    args = (x, s0, params) if traced_params else (x, s0)
+    with kernels.default_config(**(config or {})):
+        (val, (final, out)), grads = jax.jit(jax.value_and_grad(
+            loss, argnums=tuple(range(len(args))), has_aux=True))(*args)
     return out, final, grads
 
 
@@ -99,16 +105,12 @@ def test_every_class_is_classified():
 ELEMENTWISE = [n for n in CLASSES if n not in NOT_ELEMENTWISE]
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
-@pytest.mark.parametrize("name", ELEMENTWISE)
-def test_pallas_matches_scan(name, dtype):
-    dtype = jnp.dtype(dtype)
-    shape = (7, 37) if dtype == jnp.float32 else (5, 3, 13)       # N not a multiple of any block
+def compare(name, dtype, shape, config=None, traced_params=True):
     key = jax.random.PRNGKey(len(name))
     x = (0.8 * jax.random.normal(key, shape) + 0.6).astype(dtype)
     m = build(name, "scan")
-    out_s, fin_s, g_s = run(m, x, "scan")
-    out_p, fin_p, g_p = run(m, x, "pallas")
+    out_s, fin_s, g_s = run(m, x, "scan", traced_params=traced_params)
+    out_p, fin_p, g_p = run(m, x, "pallas", config, traced_params=traced_params)
     for a, b in zip(jax.tree_util.tree_leaves(out_p), jax.tree_util.tree_leaves(out_s)):
         assert a.dtype == b.dtype == dtype
         np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
@@ -120,6 +122,47 @@ def test_pallas_matches_scan(name, dtype):
         a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
         scale = max(1.0, float(np.abs(b).max()))
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol * scale, err_msg=f"{name} gradients")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_pallas_matches_scan(name, dtype):
+    """The modules' own kernel path; N is not a multiple of any block. float32: the default
+    configuration (T = 9: a remainder step, then one chunk of 8), params traced (their gradients
+    checked too); bf16/fp16: 2-step chunks (a remainder step, then four loop iterations; short
+    chunks also keep interpret mode fast), the module's own params, baked in as constants."""
+    dtype = jnp.dtype(dtype)
+    f32 = dtype == jnp.float32
+    compare(name, dtype, (9, 37) if f32 else (9, 3, 13), None if f32 else dict(chunk=2),
+            traced_params=f32)
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_pallas_matches_scan_saved_residuals(name):
+    """The other residual strategy, forced (the default picks 'recompute' for nearly every
+    class): saved rows, 3-step chunks (T = 7: a remainder of 1, then two full chunks) and several
+    programs (block of 16 for N = 37)."""
+    compare(name, jnp.dtype(jnp.float32), (7, 37), dict(chunk=3, residuals="save", block_n=16))
+
+
+def test_default_residuals_are_exercised():
+    """The default test above runs 'recompute' for these classes and 'save' for the rest: both
+    strategies stay covered when the choice rule changes."""
+    from snnjax.kernels.generator import _cached_plan
+    from snnjax.kernels.plan import choose_residuals
+    from snnjax.neuron.base import ModuleStep
+    modes = set()
+    for name in ELEMENTWISE:
+        m = build(name, "scan")
+        x = jnp.ones((9, 37))
+        s0, p = m.init_state(x[0]), m.params()
+        defs = tuple(jax.tree_util.tree_structure(a) for a in (s0, x, p))
+        plan = _cached_plan(ModuleStep(m, m.single_step_functional), defs, jnp.dtype(jnp.float32),
+                            128, (True,) * 4, (False,) * defs[0].num_leaves, None)
+        modes.add(choose_residuals(plan, "auto", x_itemsizes=(4,) * defs[1].num_leaves,
+                                   out_itemsize=4, state_itemsizes=(4,) * defs[0].num_leaves,
+                                   chunk_len=8).mode)
+    assert modes == {"save", "recompute"}
 
 
 def test_kernel_cache_follows_module_configuration():

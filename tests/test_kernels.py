@@ -99,7 +99,9 @@ def _loss_fn(engine, step, return_state_seq, key):
 
 def check_against_scan(step, s0, xs, params, *, return_state_seq=False, rtol=1e-5, atol=1e-5,
                        grad=True, engine=pallas):
-    got = engine(step, s0, xs, params, return_state_seq=return_state_seq)
+    # jitted: interpret-mode kernels then compile once instead of running op by op
+    got = jax.jit(lambda s, x, p: engine(step, s, x, p, return_state_seq=return_state_seq))(
+        s0, xs, params)
     want = scan_multi_step(step, s0, xs, params, return_state_seq=return_state_seq)
     assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want)
     for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
@@ -107,7 +109,8 @@ def check_against_scan(step, s0, xs, params, *, return_state_seq=False, rtol=1e-
     _close(got, want, 1e-6, 1e-6, "forward")
     if grad:
         key = jax.random.key(7)
-        gg = jax.grad(_loss_fn(engine, step, return_state_seq, key), (0, 1, 2))(xs, s0, params)
+        gg = jax.jit(jax.grad(_loss_fn(engine, step, return_state_seq, key), (0, 1, 2)))(
+            xs, s0, params)
         gw = jax.grad(_loss_fn(scan_multi_step, step, return_state_seq, key), (0, 1, 2))(
             xs, s0, params)
         _close(gg, gw, rtol, atol, "gradients")
@@ -163,9 +166,10 @@ def test_several_programs_and_t1():
         check_against_scan(lif_step, {"v": jnp.zeros(N)}, _rand(K0, (t, N)), params, engine=eng)
 
 
-def test_scalar_initial_state():
+@pytest.mark.parametrize("residuals", ["save", "recompute"])
+def test_scalar_initial_state(residuals):
     """A scalar state0 is one shared row: same results and (summed) gradient as a full array."""
-    cfg = Config(block_n=16, interpret=not ON_GPU)
+    cfg = Config(block_n=16, chunk=3, residuals=residuals, interpret=not ON_GPU)
     eng = functools.partial(multi_step, backend="pallas", config=cfg)
     params = {"tau": jnp.float32(2.0), "v_th": jnp.float32(1.0)}
     xs = _rand(K0, (T, N))
@@ -178,6 +182,102 @@ def test_scalar_initial_state():
     _close(loss(eng, v0, False), loss(scan_multi_step, v0, True), 1e-6, 1e-6)
     _close(jax.grad(loss, 1)(eng, v0, False), jax.grad(loss, 1)(scan_multi_step, v0, True),
            1e-5, 1e-5)
+
+
+@pytest.mark.parametrize("chunk,t,residuals", [
+    (3, 7, "save"), (3, 7, "recompute"),   # a remainder chunk of 1, then two full chunks
+    (4, 8, "recompute"),                   # full chunks only
+    (1, 7, "recompute"),                   # one step per chunk: a checkpoint every step
+    (16, 7, "save"),                       # T < chunk: one chunk of T steps
+    (3, 1, "recompute"),                   # T = 1
+])
+def test_chunks_and_residual_modes(chunk, t, residuals):
+    """Every chunk layout (remainder chunk first, full chunks, T < chunk, T = 1) under both
+    residual strategies: two states, two outputs, per-neuron and scalar params, state sequences."""
+    cfg = Config(block_n=16, chunk=chunk, residuals=residuals, interpret=not ON_GPU)
+    eng = functools.partial(multi_step, backend="pallas", config=cfg)
+    params = {"a": jnp.float32(0.3), "b": 0.5 + jax.random.uniform(K2, (N,))}
+    s0 = {"v": _rand(K1, (N,), scale=0.2), "w": _rand(K3, (N,), scale=0.1)}
+    for seq in (False, True):
+        check_against_scan(adaptive_step, s0, _rand(K0, (t, N)), params, return_state_seq=seq,
+                           engine=eng)
+    xs = (_rand(K0, (t, N)), _rand(K3, (t, N)))
+    check_against_scan(two_in_two_out, {"v": jnp.full(N, 0.2)}, xs, {"g": jnp.float32(0.7)},
+                       engine=eng)
+
+
+def test_residual_choice():
+    """'auto' recomputes when that moves fewer bytes: LIF saves one f32 row per step (8 B
+    written and read) against re-reading x (4 B) plus a checkpoint per chunk."""
+    from snnjax.kernels.plan import choose_residuals, residual_cost
+    from snnjax.kernels.generator import make_plan
+    tdef = jax.tree_util.tree_structure
+    defs = (tdef({"v": 0}), tdef(0), tdef({"tau": 0, "v_th": 0}))
+    plan = make_plan(lif_step, defs, jnp.dtype(jnp.float32), 128, (True,), (False,), None,
+                     need=(False, True, False, False))
+    sizes = dict(x_itemsizes=(4,), out_itemsize=4, state_itemsizes=(4,))
+    assert residual_cost(plan, "save", chunk_len=8, **sizes) == 8.0
+    assert residual_cost(plan, "recompute", chunk_len=8, **sizes) == 4.0 + 8.0 / 8
+    assert choose_residuals(plan, "auto", chunk_len=8, **sizes).mode == "recompute"
+    assert choose_residuals(plan, "auto", chunk_len=1, **sizes).mode == "save"   # 12 B > 8 B
+    assert choose_residuals(plan, "save", chunk_len=8, **sizes).mode == "save"
+    with pytest.raises(ValueError, match="residuals must be one of"):
+        choose_residuals(plan, "sometimes", chunk_len=8, **sizes)
+    # the recomputed cut is held in registers: one value (h) per step for LIF
+    assert len(plan.recompute.cut) == 1
+
+
+def test_untraced_scalar_params_become_constants():
+    """Python numbers and concrete scalars are baked into the kernels (one kernel per value);
+    traced ones stay operands (and get gradients). Either way the results are scan's."""
+    from snnjax.kernels.generator import bind_constants
+    params = {"tau": 3.0, "v_th": jnp.float32(0.9)}
+    bound, rest = bind_constants(lif_step, params)
+    assert rest == () and bound != lif_step and hash(bound) == hash(bind_constants(lif_step, params)[0])
+    assert bind_constants(lif_step, {"tau": 4.0, "v_th": jnp.float32(0.9)})[0] != bound
+    xs = _rand(K0, (T, N))
+    for tau in (3.0, 4.0):
+        p = {"tau": tau, "v_th": jnp.float32(0.9)}
+        got = jax.jit(lambda x: pallas(lif_step, {"v": jnp.zeros(N)}, x, p))(xs)
+        _close(got, scan_multi_step(lif_step, {"v": jnp.zeros(N)}, xs, p), 1e-6, 1e-6)
+        gx = jax.grad(lambda x: jnp.sum(pallas(lif_step, {"v": jnp.zeros(N)}, x, p)[1] * x))(xs)
+        gr = jax.grad(lambda x: jnp.sum(scan_multi_step(lif_step, {"v": jnp.zeros(N)}, x, p)[1]
+                                        * x))(xs)
+        _close(gx, gr, 1e-5, 1e-5)
+
+    def loss(engine, tau):   # tau traced: an operand, with a gradient
+        st, out = engine(lif_step, {"v": jnp.zeros(N)}, xs, {"tau": tau, "v_th": 0.9})
+        return jnp.sum(out * jnp.arange(N)) + jnp.sum(st["v"] ** 2)
+    _close(jax.grad(functools.partial(loss, pallas))(3.0),
+           jax.grad(functools.partial(loss, scan_multi_step))(3.0), 1e-5, 1e-5)
+
+
+def test_captured_scalar_constant():
+    """A closed-over 0-d array is a scalar constant of the step: kernels rebuild it from a
+    literal (Pallas kernels must not capture arrays); results and gradients are scan's."""
+    c = jnp.float32(0.7)
+
+    def step(state, x, params):
+        h = state["v"] * c + x
+        s = SIG(h - 1.0)
+        return {"v": h * (1.0 - s)}, s
+    check_against_scan(step, {"v": jnp.zeros(N)}, _rand(K0, (T, N)), ())
+
+
+def test_config_errors_and_context():
+    xs = _rand(K0, (T, N))
+    for bad, msg in [(dict(chunk=0), "Config.chunk"), (dict(residuals="never"), "Config.residuals"),
+                     (dict(block_n=24), "Config.block_n"), (dict(backend="cuda"), "kernel backend")]:
+        with pytest.raises(ValueError, match=msg):
+            multi_step(if_step, {"v": jnp.zeros(N)}, xs, (), backend="pallas",
+                       config=Config(interpret=not ON_GPU, **bad))
+    with pytest.raises(ValueError, match="unknown Config fields"):
+        with K.default_config(chunks=4):
+            pass
+    with K.default_config(chunk=2, residuals="save"):
+        assert K.current_config().chunk == 2 and K.current_config().residuals == "save"
+        check_against_scan(if_step, {"v": jnp.zeros(N)}, xs, ())
+    assert K.current_config() == Config(interpret=not ON_GPU)
 
 
 @pytest.mark.parametrize("dtype,tol", [(jnp.bfloat16, 2e-2), (jnp.float16, 2e-3)])
@@ -305,7 +405,9 @@ def test_program_size_independent_of_T():
             st, out = pallas(lif_step, {"v": jnp.zeros(N)}, x, params)
             return jnp.sum(out) + jnp.sum(st["v"])
         return _count_eqns(jax.make_jaxpr(jax.value_and_grad(loss))(jnp.ones((t, N))).jaxpr)
-    assert size(4) == size(64)
+    # the program holds one unrolled chunk (plus one remainder chunk), whatever T is
+    assert size(64) == size(1024)
+    assert size(67) == size(1027)
 
 
 def test_plan_saves_one_row_for_lif():

@@ -6,13 +6,17 @@ same step function.
 """
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import contextvars
+import dataclasses
+from typing import Any, Iterator
 
 import jax
 import jax.numpy as jnp
 
-from snnjax.kernels.generator import Config, check_step, pallas_multi_step, warn_once
+from snnjax.kernels.generator import check_step, pallas_multi_step, warn_once
 from snnjax.kernels.jaxpr_tools import KernelLoweringError
+from snnjax.kernels.loops import Config
 from snnjax.kernels.scan import Step, scan_multi_step
 
 BACKENDS = ("auto", "scan", "pallas")
@@ -34,6 +38,36 @@ def _any_float64(*trees: Any) -> bool:
                for leaf in jax.tree_util.tree_leaves(trees))
 
 
+_overrides: contextvars.ContextVar[dict] = contextvars.ContextVar("snnjax_kernel_config",
+                                                                default={})
+
+
+@contextlib.contextmanager
+def default_config(**overrides: Any) -> Iterator[None]:
+    """Kernel options for every ``multi_step`` traced inside the block that passes no
+    ``config`` (neuron modules included), e.g. ``with default_config(chunk=16):``.
+
+    Keys are ``Config`` fields; ``interpret`` still defaults to "no GPU". Like JAX's own
+    configuration contexts it acts at trace time: a function jitted outside the block keeps the
+    kernels it was compiled with.
+    """
+    fields = {f.name for f in dataclasses.fields(Config)}
+    unknown = set(overrides) - fields
+    if unknown:
+        raise ValueError(f"default_config: unknown Config fields {sorted(unknown)}; "
+                         f"allowed: {sorted(fields)}")
+    token = _overrides.set({**_overrides.get(), **overrides})
+    try:
+        yield
+    finally:
+        _overrides.reset(token)
+
+
+def current_config() -> Config:
+    """The ``Config`` a ``multi_step`` without ``config`` uses here (see ``default_config``)."""
+    return Config(**{"interpret": not on_gpu(), **_overrides.get()})
+
+
 def multi_step(step: Step, state0: Any, xs: Any, params: Any = (), *, backend: str = "auto",
                return_state_seq: bool = False, config: Config | None = None) -> tuple[Any, Any]:
     """Run ``step(state, x, params) -> (state, out)`` over the leading time axis of ``xs``.
@@ -42,7 +76,8 @@ def multi_step(step: Step, state0: Any, xs: Any, params: Any = (), *, backend: s
     ``backend``: ``'scan'`` (``lax.scan``), ``'pallas'`` (fused kernels; interpret mode on CPU)
     or ``'auto'`` (kernels on GPU when the step can be lowered, ``lax.scan`` elsewhere).
     ``xs`` leaves are ``[T, *S]``, ``state0`` leaves ``S``, ``params`` leaves scalars or ``S``.
-    ``config``: kernel options (block size, warps, stages, prefetch); ``interpret`` defaults to "no GPU".
+    ``config``: kernel options (block size, warps, time steps per chunk, residual strategy);
+    ``interpret`` defaults to "no GPU".
     A step the kernel generator cannot lower raises ``KernelLoweringError`` under ``'pallas'``;
     under ``'auto'`` it warns once and uses ``lax.scan``.
     """
@@ -50,7 +85,7 @@ def multi_step(step: Step, state0: Any, xs: Any, params: Any = (), *, backend: s
     if backend == "scan" or (backend == "auto" and (not on_gpu() or _any_float64(state0, xs))):
         # float64 kernels are not built for GPUs: 'auto' keeps x64 runs on lax.scan.
         return scan_multi_step(step, state0, xs, params, return_state_seq=return_state_seq)
-    cfg = config if config is not None else Config(interpret=not on_gpu())
+    cfg = config if config is not None else current_config()
     if backend == "auto":
         try:
             check_step(step, state0, xs, params, cfg)
@@ -61,5 +96,5 @@ def multi_step(step: Step, state0: Any, xs: Any, params: Any = (), *, backend: s
                              config=cfg)
 
 
-__all__ = ["BACKENDS", "Config", "KernelLoweringError", "Step", "check_backend", "multi_step",
-           "on_gpu", "pallas_multi_step", "scan_multi_step"]
+__all__ = ["BACKENDS", "Config", "KernelLoweringError", "Step", "check_backend", "current_config",
+           "default_config", "multi_step", "on_gpu", "pallas_multi_step", "scan_multi_step"]

@@ -14,6 +14,7 @@ from collections import deque
 from typing import Any, Iterable, Sequence
 
 import jax
+import numpy as np
 from jax.extend import core as jcore
 
 
@@ -134,6 +135,26 @@ def check_elementwise(closed: jcore.ClosedJaxpr, row_shape: tuple[int, ...],
                 raise KernelLoweringError(
                     f"{where} makes a value of shape {shape} (op '{name}'); kernels need every "
                     f"value to be per-neuron (shape {row_shape}) or a scalar; use backend='scan'")
+
+
+def fold_constants(jaxpr: Any, consts: dict) -> dict:
+    """Values of ``consts`` plus every equation whose inputs are all literals or constants,
+    evaluated now (host numpy arrays). Kernel lowerings then never see an operation on
+    constants alone (Pallas-Triton has no rule for e.g. ``neg`` of a literal)."""
+    env = {v: np.asarray(c) for v, c in consts.items()}
+    for eqn in jaxpr.eqns:
+        if not all(isinstance(v, jcore.Literal) or v in env for v in eqn.invars):
+            continue
+        invals = [_read(env, v) for v in eqn.invars]
+        with jax.ensure_compile_time_eval():
+            if eqn.primitive.name in _IDENTITY:
+                outs = invals
+            else:
+                out = eqn.primitive.bind(*invals, **eqn.params)
+                outs = out if eqn.primitive.multiple_results else [out]
+        for v, o in zip(eqn.outvars, outs):
+            env[v] = np.asarray(o)
+    return env
 
 
 def eval_eqns(eqns: Sequence[Any], env: dict) -> dict:

@@ -1,8 +1,8 @@
 """Pallas backend with the Triton GPU lowering (``pl.pallas_call`` default on GPU in JAX 0.10/0.11).
 
-Lowers a backend-neutral ``LoopSpec`` (see ``generator``): one program per ``block_n`` neurons,
-the whole time loop inside the program (``lax.fori_loop``, not unrolled), the carry in registers.
-Runs with ``interpret=True`` on machines without a GPU.
+Lowers a backend-neutral ``LoopSpec`` (``loops.py``): one program per ``block_n`` neurons; the
+time axis is a ``lax.fori_loop`` over chunks (not unrolled), each chunk's steps unrolled; the
+carry lives in registers. Runs with ``interpret=True`` on machines without a GPU.
 
 (Pallas-Triton is deprecated since JAX 0.11; a Mosaic GPU backend would be a sibling module
 exposing the same ``run_loop`` / ``supported_primitives``.)
@@ -13,10 +13,9 @@ import functools
 from typing import Any, Sequence
 
 import jax
-import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from snnjax.kernels.generator import Config, LoopSpec
+from snnjax.kernels.loops import Config, LoopSpec, chunk_layout
 
 
 @functools.lru_cache(maxsize=1)
@@ -44,23 +43,42 @@ def _compiler_params(cfg: Config) -> Any:
         return None
 
 
+class _RefIO:
+    """Row access for ``LoopSpec.chunk``: loads cast to the compute dtype, stores to the ref's."""
+
+    def __init__(self, seq_refs: Sequence[Any], out_refs: Sequence[Any], cdt: Any):
+        self.seq_refs, self.out_refs, self.cdt = seq_refs, out_refs, cdt
+
+    def load(self, i: int, index: Any) -> jax.Array:
+        return self.seq_refs[i][pl.ds(index, 1), :].astype(self.cdt)
+
+    def store(self, j: int, index: Any, value: jax.Array) -> None:
+        ref = self.out_refs[j]
+        ref[pl.ds(index, 1), :] = value.astype(ref.dtype)
+
+
 def run_loop(spec: LoopSpec, seq_in: Sequence[jax.Array], row_in: Sequence[jax.Array], *,
              T: int, Np: int, block_n: int, cfg: Config) -> tuple[list, list]:
-    """Run ``spec`` over ``T`` steps. ``seq_in`` ``[T, Np]``; ``row_in`` ``[1, Np]`` or shared
-    ``[1, block_n]``. Returns ``(seq_out [T, Np] each, row_out [1, Np] or [Np//block_n, block_n])``.
-    """
+    """Run ``spec`` over ``T`` steps. ``seq_in`` ``[T or n_chunks, Np]``; ``row_in`` ``[1, Np]``
+    or shared ``[1, block_n]``. Returns ``(seq_out, row_out)`` (``[1, Np]`` or
+    ``[Np // block_n, block_n]`` rows)."""
     nb = Np // block_n
+    K = spec.chunk_len
+    r, n_full, n_chunks = chunk_layout(T, K)
     cdt = spec.compute_dtype
-    n_seq, n_row = len(seq_in), len(row_in)
-    n_sout = len(spec.seq_out_dtypes)
-    seq_spec = pl.BlockSpec((T, block_n), lambda j: (0, j))
+    n_seq, n_row, n_sout = len(seq_in), len(row_in), len(spec.seq_out)
+
+    def col(length):
+        return pl.BlockSpec((length, block_n), lambda j: (0, j))
+
     row_spec = pl.BlockSpec((1, block_n), lambda j: (0, j))
     shared_spec = pl.BlockSpec((1, block_n), lambda j: (0, 0))
     block_spec = pl.BlockSpec((1, block_n), lambda j: (j, 0))
-    in_specs = [seq_spec] * n_seq + [shared_spec if k == "shared" else row_spec
-                                     for k in spec.row_in_kinds]
-    out_shape = [jax.ShapeDtypeStruct((T, Np), d) for d in spec.seq_out_dtypes]
-    out_specs = [seq_spec] * n_sout
+    in_specs = [col(T if per_step else n_chunks) for per_step in spec.seq_in_per_step] \
+        + [shared_spec if k == "shared" else row_spec for k in spec.row_in_kinds]
+    out_shape = [jax.ShapeDtypeStruct((T if per_step else n_chunks, Np), d)
+                 for d, per_step in spec.seq_out]
+    out_specs = [col(T if per_step else n_chunks) for _, per_step in spec.seq_out]
     for d, kind in spec.row_out:
         if kind == "block":
             out_shape.append(jax.ShapeDtypeStruct((nb, block_n), d))
@@ -74,35 +92,27 @@ def run_loop(spec: LoopSpec, seq_in: Sequence[jax.Array], row_in: Sequence[jax.A
         row_refs = refs[n_seq:n_seq + n_row]
         sout_refs = refs[n_seq + n_row:n_seq + n_row + n_sout]
         rout_refs = refs[n_seq + n_row + n_sout:]
-        rows = [r[...].astype(cdt) for r in row_refs]
+        io = _RefIO(seq_refs, sout_refs, cdt)
+        rows = [ref[...].astype(cdt) for ref in row_refs]
+        first = 1 if r else 0  # index of the first full chunk
 
-        def load(t):
-            return [r[pl.ds(t, 1), :].astype(cdt) for r in seq_refs]
+        def run_chunk(carry, t0, c, n):
+            return tuple(v.astype(cdt) for v in spec.chunk(rows, list(carry), io, t0, c, n))
 
-        def tstep(k):
-            return (T - 1 - k) if spec.reverse else k
+        def full(i, carry):
+            if spec.reverse:
+                i = n_full - 1 - i
+            return run_chunk(carry, r + i * K, first + i, K)
 
-        def advance(t, carry, seq):
-            carry, outs = spec.body(rows, list(carry), seq)
-            for r, o in zip(sout_refs, outs):
-                r[pl.ds(t, 1), :] = o.astype(r.dtype)
-            return tuple(c.astype(cdt) for c in carry)
-
-        carry0 = tuple(c.astype(cdt) for c in spec.init(rows))
-        if cfg.prefetch and T > 1:
-            # register double-buffering: issue step t+1's loads before step t's math/stores
-            n_c = len(carry0)
-
-            def it(k, c):
-                t = tstep(k)
-                nxt = load(tstep(jnp.minimum(k + 1, T - 1)))
-                return advance(t, c[:n_c], list(c[n_c:])) + tuple(nxt)
-            carry = jax.lax.fori_loop(0, T, it, carry0 + tuple(load(tstep(0))))[:n_c]
-        else:
-            carry = jax.lax.fori_loop(0, T, lambda k, c: advance(tstep(k), c, load(tstep(k))),
-                                      carry0)
-        for r, o in zip(rout_refs, spec.final(rows, list(carry))):
-            r[...] = o.astype(r.dtype)
+        carry = tuple(v.astype(cdt) for v in spec.init(rows))
+        if r and not spec.reverse:
+            carry = run_chunk(carry, 0, 0, r)
+        if n_full:
+            carry = jax.lax.fori_loop(0, n_full, full, carry)
+        if r and spec.reverse:
+            carry = run_chunk(carry, 0, 0, r)
+        for ref, o in zip(rout_refs, spec.final(rows, list(carry))):
+            ref[...] = o.astype(ref.dtype)
 
     out = pl.pallas_call(
         kernel, out_shape=out_shape, grid=(nb,), in_specs=in_specs, out_specs=out_specs,
