@@ -7,7 +7,8 @@ Run on the GPU machine (one H200):
 
 The SpikingJelly half runs in a subprocess (``bench_spikingjelly.py``) so that PyTorch and JAX do
 not compete for GPU memory. Timings: warm-up, ``block_until_ready`` / CUDA synchronisation,
-median over ``--reps`` (>= 20) samples of 10 back-to-back calls. Forward = inference (no residuals); forward+backward =
+median over ``--reps`` (>= 20) samples, both of 10 back-to-back calls (GPU time, dispatch hidden)
+and of single synchronised calls (dispatch included). Forward = inference (no residuals); forward+backward =
 gradient of ``sum(spikes * g)`` w.r.t. the input. Bandwidth floor: fp32, forward 8 B per
 neuron-step (read x, write spike), forward+backward 24 B (plus the state the forward must hand to
 the backward), at the copy bandwidth measured in the same run.
@@ -47,6 +48,19 @@ def timeit(fn, *args, reps: int) -> float:
             out = fn(*args)
         jax.block_until_ready(out)
         times.append((time.perf_counter() - t0) * 1e3 / BATCH)
+    return float(np.median(times))
+
+
+def timeit_per_call(fn, *args, reps: int) -> float:
+    """Median time (ms) of one synchronised call (``fn(*args)`` then ``block_until_ready``):
+    host dispatch included, as a loop that waits for every result sees it."""
+    for _ in range(5):
+        jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append((time.perf_counter() - t0) * 1e3)
     return float(np.median(times))
 
 
@@ -95,7 +109,10 @@ def bench_jax(name: str, backend: str, T: int, N: int, reps: int, dtype=jnp.floa
     compile_s = time.perf_counter() - t0
     return {"impl": f"snnjax-{backend}", "neuron": name, "T": T, "N": N,
             "dtype": jnp.dtype(dtype).name, "fwd_ms": timeit(fwd, x, s0, reps=reps),
-            "fwd_bwd_ms": timeit(fwd_bwd, x, learn, s0, g, reps=reps), "first_call_s": compile_s}
+            "fwd_bwd_ms": timeit(fwd_bwd, x, learn, s0, g, reps=reps),
+            "fwd_ms_call": timeit_per_call(fwd, x, s0, reps=reps),
+            "fwd_bwd_ms_call": timeit_per_call(fwd_bwd, x, learn, s0, g, reps=reps),
+            "first_call_s": compile_s}
 
 
 def main() -> None:
@@ -166,25 +183,33 @@ def main() -> None:
 
 
 def render_table(results: dict) -> str:
-    """Markdown table: ms, ratio to the bandwidth floor, speed-up over SpikingJelly LIFNode."""
+    """Markdown table: ms (batched and per synchronised call), ratio to the bandwidth floor,
+    speed-up over SpikingJelly's LIFNode under the same timing."""
     bw = results["copy_bandwidth_Bps"]
     rows = results["rows"]
     sj = {(r["T"], r["N"], r["neuron"]): r for r in rows if r["impl"] == "spikingjelly-LIFNode"}
     lines = ["| impl | neuron | dtype | T | N | fwd ms | fwd/floor | fwd+bwd ms | fwd+bwd/floor "
-             "| SJ LIFNode fwd+bwd / this | first call s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| SJ LIFNode fwd+bwd / this | per call: fwd ms | per call: fwd+bwd ms "
+             "| per call: SJ / this | first call s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def f3(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    def ratio(ref, r, key):
+        return f"{ref[key] / r[key]:.2f}x" if ref and r.get(key) and ref.get(key) else "-"
     for r in rows:
         esize = 2 if r.get("dtype") in ("bfloat16", "float16") else 4
         floor_f = 2 * esize * r["T"] * r["N"] / bw * 1e3
         floor_b = 6 * esize * r["T"] * r["N"] / bw * 1e3
         ref = sj.get((r["T"], r["N"], "LIF"))
-        speed = f"{ref['fwd_bwd_ms'] / r['fwd_bwd_ms']:.2f}x" if ref and r.get("fwd_bwd_ms") else "-"
         fb = r.get("fwd_bwd_ms")
         lines.append(
             f"| {r['impl']} | {r['neuron']} | {r.get('dtype', 'float32')} | {r['T']} | {r['N']} | "
-            f"{r['fwd_ms']:.3f} | {r['fwd_ms'] / floor_f:.2f} | "
-            f"{'-' if fb is None else f'{fb:.3f}'} | {'-' if fb is None else f'{fb / floor_b:.2f}'} | "
-            f"{speed} | {r.get('first_call_s', float('nan')):.2f} |")
+            f"{r['fwd_ms']:.3f} | {r['fwd_ms'] / floor_f:.2f} | {f3(fb)} | "
+            f"{'-' if fb is None else f'{fb / floor_b:.2f}'} | {ratio(ref, r, 'fwd_bwd_ms')} | "
+            f"{f3(r.get('fwd_ms_call'))} | {f3(r.get('fwd_bwd_ms_call'))} | "
+            f"{ratio(ref, r, 'fwd_bwd_ms_call')} | {r.get('first_call_s', float('nan')):.2f} |")
     return "\n".join(lines)
 
 

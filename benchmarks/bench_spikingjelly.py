@@ -36,6 +36,20 @@ def cuda_time(fn, reps: int) -> float:
     return float(np.median(times))
 
 
+def per_call_time(fn, reps: int) -> float:
+    """Median milliseconds of one synchronised call (host clock, dispatch included)."""
+    for _ in range(5):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times))
+
+
 def bench(module_factory, name: str, impl: str, T: int, N: int, reps: int) -> dict:
     from spikingjelly.activation_based import functional
     torch.manual_seed(T * 7919 + N)
@@ -61,6 +75,7 @@ def bench(module_factory, name: str, impl: str, T: int, N: int, reps: int) -> di
     first = time.perf_counter() - t0
     return {"impl": impl, "neuron": name, "T": T, "N": N, "dtype": "float32",
             "fwd_ms": cuda_time(fwd, reps), "fwd_bwd_ms": cuda_time(fwd_bwd, reps),
+            "fwd_ms_call": per_call_time(fwd, reps), "fwd_bwd_ms_call": per_call_time(fwd_bwd, reps),
             "first_call_s": first}
 
 
