@@ -18,34 +18,17 @@ import os
 import sys
 import time
 
-import numpy as np
-
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_neurons import copy_bandwidth, timeit  # noqa: E402
 from snnjax import kernels, neuron  # noqa: E402
 
-
-def batched_ms(fn, *args, reps=7, batch=20) -> float:
-    """Median over ``reps`` samples of ``batch`` back-to-back calls, per call (ms)."""
-    for _ in range(3):
-        jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        for _ in range(batch):
-            out = fn(*args)
-        jax.block_until_ready(out)
-        times.append((time.perf_counter() - t0) * 1e3 / batch)
-    return float(np.median(times))
-
-
-def copy_bandwidth() -> float:
-    a = jax.random.normal(jax.random.PRNGKey(0), (1 << 29,), jnp.float32)   # 2 GiB
-    return 2 * a.size * 4 / (batched_ms(jax.jit(lambda a: a * 1.5), a) * 1e-3)
+REPS = 7  # samples of bench_neurons.BATCH back-to-back calls per timing
 
 
 NEURONS = {
@@ -82,8 +65,8 @@ def run_variant(name, x, g, overrides, ref=None):
             row["spikes_differ"] = int(jnp.sum(spikes != ref[0]))
             row["grad_rel_err"] = float(jnp.linalg.norm((out[0] - ref[1][0]).astype(jnp.float32))
                                         / jnp.linalg.norm(ref[1][0].astype(jnp.float32)))
-        row["fwd_ms"] = batched_ms(fwd, x, s0)
-        row["fwd_bwd_ms"] = batched_ms(fb, x, learn, s0, g)
+        row["fwd_ms"] = timeit(fwd, x, s0, reps=REPS)
+        row["fwd_bwd_ms"] = timeit(fb, x, learn, s0, g, reps=REPS)
     return row
 
 
@@ -97,7 +80,7 @@ def main() -> None:
                     "the configuration the other neurons are also timed at")
     a = ap.parse_args()
     T, N = a.T, a.N
-    bw = copy_bandwidth()
+    bw = copy_bandwidth(REPS)
     print(f"{jax.devices()[0]} jax {jax.__version__} copy {bw / 1e12:.2f} TB/s", flush=True)
     key = jax.random.PRNGKey(0)
     x = jax.random.normal(key, (T, N), jnp.float32) * 0.6 + 0.5

@@ -267,12 +267,17 @@ def test_captured_scalar_constant():
 def test_config_errors_and_context():
     xs = _rand(K0, (T, N))
     for bad, msg in [(dict(chunk=0), "Config.chunk"), (dict(residuals="never"), "Config.residuals"),
-                     (dict(block_n=24), "Config.block_n"), (dict(backend="cuda"), "kernel backend")]:
+                     (dict(block_n=24), "Config.block_n"), (dict(num_warps=3), "Config.num_warps"),
+                     (dict(num_stages=0), "Config.num_stages"),
+                     (dict(backend="cuda"), "kernel backend")]:
         with pytest.raises(ValueError, match=msg):
             multi_step(if_step, {"v": jnp.zeros(N)}, xs, (), backend="pallas",
                        config=Config(interpret=not ON_GPU, **bad))
     with pytest.raises(ValueError, match="unknown Config fields"):
         with K.default_config(chunks=4):
+            pass
+    with pytest.raises(ValueError, match="Config.chunk"):
+        with K.default_config(chunk=-1):
             pass
     with K.default_config(chunk=2, residuals="save"):
         assert K.current_config().chunk == 2 and K.current_config().residuals == "save"

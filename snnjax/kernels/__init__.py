@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import jax
 import jax.numpy as jnp
 
-from snnjax.kernels.generator import check_step, pallas_multi_step, warn_once
+from snnjax.kernels.generator import check_config, check_step, pallas_multi_step, warn_once
 from snnjax.kernels.jaxpr_tools import KernelLoweringError
 from snnjax.kernels.loops import Config
 from snnjax.kernels.scan import Step, scan_multi_step
@@ -56,6 +56,7 @@ def default_config(**overrides: Any) -> Iterator[None]:
     if unknown:
         raise ValueError(f"default_config: unknown Config fields {sorted(unknown)}; "
                          f"allowed: {sorted(fields)}")
+    check_config(Config(**overrides))   # bad values fail here, not at the first kernel
     token = _overrides.set({**_overrides.get(), **overrides})
     try:
         yield

@@ -57,8 +57,13 @@ def check_config(cfg: Config) -> Config:
         raise ValueError(f"Config.chunk must be a positive int, got {cfg.chunk!r}")
     if cfg.residuals not in RESIDUAL_MODES:
         raise ValueError(f"Config.residuals must be one of {RESIDUAL_MODES}, got {cfg.residuals!r}")
-    if cfg.block_n is not None and (cfg.block_n < 1 or cfg.block_n & (cfg.block_n - 1)):
-        raise ValueError(f"Config.block_n must be a power of two, got {cfg.block_n!r}")
+    for name in ("block_n", "num_warps"):
+        v = getattr(cfg, name)
+        if v is not None and (not isinstance(v, int) or v < 1 or v & (v - 1)):
+            raise ValueError(f"Config.{name} must be a power of two (or None), got {v!r}")
+    if cfg.num_stages is not None and (not isinstance(cfg.num_stages, int) or cfg.num_stages < 1):
+        raise ValueError(f"Config.num_stages must be a positive int (or None), "
+                         f"got {cfg.num_stages!r}")
     _backend_module(cfg.backend)
     return cfg
 

@@ -93,13 +93,10 @@ def inline_eval(jaxpr: Any, consts: Sequence[Any], *args: Any) -> list[Any]:
         if name in _INLINE and _INLINE[name] in eqn.params:
             sub, sub_consts = _open(eqn.params[_INLINE[name]])
             outs = inline_eval(sub, sub_consts, *invals)
-        elif name in _IDENTITY:
-            outs = invals
         elif name in _REWRITE:
             outs = _REWRITE[name](invals, eqn.params)
         else:
-            out = eqn.primitive.bind(*invals, **eqn.params)
-            outs = out if eqn.primitive.multiple_results else [out]
+            outs = _apply(eqn, invals)
         for v, o in zip(eqn.outvars, outs):
             env[v] = o
     return [_read(env, v) for v in jaxpr.outvars]
@@ -137,38 +134,31 @@ def check_elementwise(closed: jcore.ClosedJaxpr, row_shape: tuple[int, ...],
                     f"value to be per-neuron (shape {row_shape}) or a scalar; use backend='scan'")
 
 
+def _apply(eqn: Any, invals: Sequence[Any]) -> Sequence[Any]:
+    """The outputs of one flat equation on ``invals`` (identity primitives pass through)."""
+    if eqn.primitive.name in _IDENTITY:
+        return invals
+    out = eqn.primitive.bind(*invals, **eqn.params)
+    return out if eqn.primitive.multiple_results else [out]
+
+
 def fold_constants(jaxpr: Any, consts: dict) -> dict:
     """Values of ``consts`` plus every equation whose inputs are all literals or constants,
     evaluated now (host numpy arrays). Kernel lowerings then never see an operation on
     constants alone (Pallas-Triton has no rule for e.g. ``neg`` of a literal)."""
     env = {v: np.asarray(c) for v, c in consts.items()}
     for eqn in jaxpr.eqns:
-        if not all(isinstance(v, jcore.Literal) or v in env for v in eqn.invars):
-            continue
-        invals = [_read(env, v) for v in eqn.invars]
-        with jax.ensure_compile_time_eval():
-            if eqn.primitive.name in _IDENTITY:
-                outs = invals
-            else:
-                out = eqn.primitive.bind(*invals, **eqn.params)
-                outs = out if eqn.primitive.multiple_results else [out]
-        for v, o in zip(eqn.outvars, outs):
-            env[v] = np.asarray(o)
+        if all(isinstance(v, jcore.Literal) or v in env for v in eqn.invars):
+            with jax.ensure_compile_time_eval():
+                outs = _apply(eqn, [_read(env, v) for v in eqn.invars])
+            env.update((v, np.asarray(o)) for v, o in zip(eqn.outvars, outs))
     return env
 
 
 def eval_eqns(eqns: Sequence[Any], env: dict) -> dict:
     """Evaluate flat ``eqns`` in order, extending ``env`` (var -> value). Returns ``env``."""
     for eqn in eqns:
-        invals = [_read(env, v) for v in eqn.invars]
-        name = eqn.primitive.name
-        if name in _IDENTITY:
-            outs = invals
-        else:
-            out = eqn.primitive.bind(*invals, **eqn.params)
-            outs = out if eqn.primitive.multiple_results else [out]
-        for v, o in zip(eqn.outvars, outs):
-            env[v] = o
+        env.update(zip(eqn.outvars, _apply(eqn, [_read(env, v) for v in eqn.invars])))
     return env
 
 

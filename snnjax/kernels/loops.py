@@ -95,11 +95,12 @@ def _constants(plan: StepPlan) -> dict:
     return {v: jnp.full(plan.row_shape, c, dtype) for v, (c, dtype) in plan.consts.items()}
 
 
-def _primal(plan: StepPlan, eqns: Sequence, rows: Rows, state: Rows, x: Rows) -> Callable:
+def _primal(plan: StepPlan, eqns: Sequence, consts: dict, rows: Rows, state: Rows,
+            x: Rows) -> Callable:
     """Evaluate primal ``eqns`` of one step; returns a reader of the step's values."""
     n_s, n_x, n_p = plan.n_s, plan.n_x, plan.n_p
     ins = plan.jaxpr.invars
-    env = _constants(plan)
+    env = dict(consts)
     env.update(zip(ins[:n_s], state))
     env.update(zip(ins[n_s:n_s + n_x], x))
     env.update(zip(ins[n_s + n_x:n_s + n_x + n_p], rows[:n_p]))
@@ -126,8 +127,9 @@ def forward_spec(plan: StepPlan, *, training: bool, residuals: Residuals, chunk_
             for i, v in enumerate(carry):
                 io.store(n_sout + i, c, v)
         xs = [[io.load(j, t0 + k) for j in range(n_x)] for k in range(n)]
+        consts = _constants(plan)
         for k in range(n):
-            read = _primal(plan, eqns, rows, carry, xs[k])
+            read = _primal(plan, eqns, consts, rows, carry, xs[k])
             carry = [read(v) for v in NS]
             outs = [read(v) for v in O] + (carry if return_state_seq else []) \
                 + [read(v).astype(cdt) for v in saved]
@@ -183,12 +185,12 @@ def backward_spec(plan: StepPlan, *, residuals: Residuals, chunk_len: int,
             else fill(g_state_present, rows[n_p:])
         return g_state + [jnp.zeros(shape, cdt) for _ in range(sum(need_p))]
 
-    def reverse_step(rows, carry, res, g_out, g_seq):
+    def reverse_step(consts, rows, carry, res, g_out, g_seq):
         g_state = carry[:n_s]
         if return_state_seq:
             g_state = [g + s if p else g for g, s, p in
                        zip(g_state, fill(g_state_present, g_seq), g_state_present)]
-        env = _constants(plan)
+        env = dict(consts)
         env.update(zip(P, rows[:n_p]))
         env.update(zip(GS, g_state))
         env.update(zip(GO, fill(g_out_present, g_out)))
@@ -203,12 +205,13 @@ def backward_spec(plan: StepPlan, *, residuals: Residuals, chunk_len: int,
         return g_prev + acc, g_x
 
     def chunk(rows, carry, io, t0, c, n):
+        consts = _constants(plan)
         if recompute:
             state = [io.load(i, c) for i in range(n_s)]
             xs = [[io.load(n_s + j, t0 + k) for j in range(n_x)] for k in range(n)]
             res = []
             for k in range(n):
-                read = _primal(plan, residuals.fwd_eqns, rows, state, xs[k])
+                read = _primal(plan, residuals.fwd_eqns, consts, rows, state, xs[k])
                 res.append([read(v) for v in cut])
                 state = [read(v) for v in NS]
         else:
@@ -216,7 +219,7 @@ def backward_spec(plan: StepPlan, *, residuals: Residuals, chunk_len: int,
         g_out = [[io.load(n_res_in + i, t0 + k) for i in range(n_go)] for k in range(n)]
         g_seq = [[io.load(n_res_in + n_go + i, t0 + k) for i in range(n_gs)] for k in range(n)]
         for k in range(n - 1, -1, -1):
-            carry, g_x = reverse_step(rows, carry, res[k], g_out[k], g_seq[k])
+            carry, g_x = reverse_step(consts, rows, carry, res[k], g_out[k], g_seq[k])
             for j, g in enumerate(g_x):
                 io.store(j, t0 + k, g)
         return carry

@@ -230,13 +230,10 @@ def residual_cost(plan: StepPlan, mode: str, *, x_itemsizes: tuple[int, ...],
     (beyond reading ``x`` and writing outputs in the forward, and reading cotangents and writing
     input gradients in the backward)."""
     csize = np.dtype(plan.compute_dtype).itemsize
-    if mode == "save":
-        size = {"save": 2 * csize, "x": None, "out": out_itemsize, "state": None}
-        total = 0.0
-        for _, (kind, i) in plan.save.cut:
-            total += (x_itemsizes[i] if kind == "x" else state_itemsizes[i] if kind == "state"
-                      else size[kind])
-        return total
+    if mode == "save":   # a saved row is written and read; the others are only read back
+        size = {"save": lambda i: 2 * csize, "x": lambda i: x_itemsizes[i],
+                "out": lambda i: out_itemsize, "state": lambda i: state_itemsizes[i]}
+        return float(sum(size[kind](i) for _, (kind, i) in plan.save.cut))
     # recompute: x read again, one checkpoint row per state and chunk written and read
     return float(sum(x_itemsizes)) + 2.0 * csize * plan.n_s / chunk_len
 
