@@ -34,6 +34,42 @@ def reset_net(model: Any) -> None:
             reset()
 
 
+def _paths(model: nnx.Module) -> dict:
+    return {path: m for path, m in nnx.iter_modules(model) if isinstance(m, MemoryModule)}
+
+
+def init_net_state(model: nnx.Module, *x_sample: Any) -> None:
+    """Set every neuron's state to the shapes a forward pass on ``x_sample`` gives it.
+
+    The pass is abstract (``jax.eval_shape`` on a copy: nothing in ``model`` runs or changes but
+    the neuron states, which become their initial values at those shapes). Use it before
+    ``nnx.scan`` over time with the model in the carry (a carry must keep its shapes) and to
+    avoid a re-trace of a jitted step after the first call.
+
+    Args:
+      model: any ``nnx.Module`` containing neurons.
+      x_sample: the model's input(s) for one call, e.g. ``x[0]`` (``[B, *]``) for single-step
+        neurons or ``x_seq`` (``[T, B, *]``) for multi-step ones; only shapes and dtypes matter.
+    """
+    graphdef, state = nnx.split(model)
+
+    def forward(state, *x):
+        copy = nnx.merge(graphdef, state)
+        reset_net(copy)
+        copy(*x)
+        return {path: (m.state, {n: v.get_value() for n, v in m.state_seq.items()})
+                for path, m in _paths(copy).items()}
+
+    shapes = jax.eval_shape(forward, state, *x_sample)
+    for path, m in _paths(model).items():
+        m.reset()
+        state_shapes, seq_shapes = shapes[path]
+        m.state = jax.tree_util.tree_map(lambda init, s: jnp.full(s.shape, init, s.dtype),
+                                         m.state, state_shapes)
+        for name, s in seq_shapes.items():
+            m.state_seq[name].set_value(jnp.zeros(s.shape, s.dtype))
+
+
 def detach_net(model: Any) -> None:
     """Stop gradients through every neuron's stored state (truncated BPTT)."""
     for m in _modules(model):
@@ -99,5 +135,6 @@ def chunk_multi_step_forward(split_size: int, x_seq: Array, multi_step_module: C
     return jnp.concatenate(outs)
 
 
-__all__ = ["chunk_multi_step_forward", "detach_net", "memory_modules", "multi_step_forward",
+__all__ = ["chunk_multi_step_forward", "detach_net", "init_net_state", "memory_modules",
+           "multi_step_forward",
            "reset_net", "seq_to_ann_forward", "set_step_mode"]

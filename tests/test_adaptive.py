@@ -42,7 +42,8 @@ def test_golden_stateful_call(name):
             if "v_init" in case:
                 st = m.init_state(x[0])
                 st.update({k: jnp.asarray(case[f"{k}_init"]) for k in st if f"{k}_init" in case})
-                m.memory.set_value(st)
+                for k, value in st.items():     # SpikingJelly's way: node.v = v0
+                    setattr(m, k, value)
             out = m(x) if mode == "m" else jnp.stack([m(x[t]) for t in range(x.shape[0])])
             assert_close(out, case["out"], case, "binary", f"out (stateful, {mode})")
             assert_close(m.v, case["v_final"], case, "value", f"v ({mode})")
@@ -347,5 +348,5 @@ def test_steps_are_elementwise_for_fused_kernels(make):
     """The kernel generator accepts the steps (elementwise, including the overflow guard)."""
     from snnjax import kernels
     m = make()
-    kernels.check_step(m.single_step_functional, m.init_state(X[0]), X, m.params(),
+    kernels.check_step(m.bound_step(), m.init_state(X[0]), X, m.params(),
                        kernels.Config())

@@ -172,7 +172,7 @@ def test_store_v_seq_and_detach_and_set_step_mode():
     np.testing.assert_array_equal(m.v_seq[-1], m.v)
     functional.detach_net(m)
     functional.reset_net(m)
-    assert m.v_seq is None and m.state is None
+    assert m.v_seq is None and m.v.shape == () and float(m.v) == 0.0   # back to the declared initial value
     functional.set_step_mode(m, "s")
     assert m.step_mode == "s"
     for t in range(3):
@@ -212,24 +212,46 @@ def test_custom_neuron_by_charge_equation():
     np.testing.assert_array_equal(out, np.stack(ref))
 
 
+def resonator_step(state, x, params, *, surrogate):
+    """Two-state custom neuron written as a whole step."""
+    u = 0.9 * state["u"] + 0.1 * state["v"]
+    h = state["v"] + x - u
+    v, s = steps.fire_and_reset(h, params, surrogate=surrogate, soft_reset=False,
+                                detach_reset=False)
+    return {"v": v, "u": u}, s
+
+
 def test_custom_neuron_by_full_step():
     class Resonator(neuron.BaseNode):
-        """Two-state custom neuron written as a whole step."""
-        def init_state(self, x):
-            return {"v": jnp.zeros(x.shape, jnp.float32), "u": jnp.zeros(x.shape, jnp.float32)}
+        step_fn = staticmethod(resonator_step)
 
-        def single_step_functional(self, state, x, params):
-            u = 0.9 * state["u"] + 0.1 * state["v"]
-            h = state["v"] + x - u
-            v, s = steps.fire_and_reset(h, params, surrogate=self.surrogate_function,
-                                        soft_reset=False, detach_reset=False)
-            return {"v": v, "u": u}, s
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.register_memory("u", 0.0)
+
+        def step_config(self):
+            return {"surrogate": self.surrogate_function}
 
     m = Resonator(step_mode="m")
     out = m(X)
     assert set(m.state) == {"v", "u"} and out.shape == X.shape
+    v, u, ref = np.zeros(X.shape[1:]), np.zeros(X.shape[1:]), []
+    for t in range(X.shape[0]):
+        u = 0.9 * u + 0.1 * v
+        h = v + np.asarray(X[t], np.float64) - u
+        s = (h >= 1.0).astype(np.float64)
+        v = s * 0.0 + (1 - s) * h
+        ref.append(s)
+    np.testing.assert_array_equal(out, np.stack(ref))
     g = jax.grad(lambda x: m.multi_step(m.init_state(x[0]), x)[1].sum())(X)
     assert np.all(np.isfinite(g))
+
+
+def test_whole_step_override_is_refused_with_instructions():
+    with pytest.raises(TypeError, match="step_fn"):
+        class Old(neuron.BaseNode):
+            def single_step_functional(self, state, x, params):
+                return state, x
 
 
 def test_nonspiking_reference_vectors():

@@ -58,7 +58,7 @@ def test_nonspiking_golden(name):
         f = jax.jit(lambda p: {"out": module(p["x"])})
         assert_close(f({"x": x})["out"], case["out"], case, "value", "out")
         vjp_check(f, {"x": x}, {"out": case["gout"]}, case, {"x": "grad_x"})
-        _, v_seq = kernels.multi_step(module.single_step_functional, module.init_state(x[0]), x,
+        _, v_seq = kernels.multi_step(module.bound_step(), module.init_state(x[0]), x,
                                       module.params(), backend="scan")
         assert_close(v_seq, case["v_seq"], case, "value", "v_seq")
 

@@ -1,101 +1,85 @@
-"""Base classes of the Flax NNX neuron modules.
+"""Base classes of the Flax NNX neuron modules: the state protocol and the spiking bases.
 
-A module is a thin wrapper: it validates its constructor arguments, keeps the neuron state
-between calls in an NNX variable, and hands a pure step ``(state, x, params) -> (state, out)``
-to :func:`snnjax.kernels.multi_step`. The mathematics lives in :mod:`snnjax.steps`.
+A neuron module validates and binds its static configuration and learnable parameters, declares
+its state variables once (:meth:`MemoryModule.register_memory`), and calls its step function
+from :mod:`snnjax.steps` through :func:`snnjax.kernels.multi_step`. Everything else here (the pure
+API, the stateful call, ``reset``, ``detach``, state recording) derives from those declarations.
 """
 from __future__ import annotations
 
-import numbers
-from typing import Any, Callable
+import dataclasses
+import functools
+import inspect
+from typing import Any, Callable, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from snnjax import kernels
-from snnjax import steps
+from snnjax import _checks as C
+from snnjax import kernels, steps
 from snnjax import surrogate as sg
+from snnjax.steps.common import BoundStep
 
 Array = jax.Array
 STEP_MODES = ("s", "m")
 
 
 class NeuronState(nnx.Variable):
-    """The membrane (and other) state a neuron carries from one call to the next.
-
-    Holds ``None`` (not materialised: the next call starts from the initial state) or a dict of
-    arrays keyed by state name.
-    """
+    """One state variable of a neuron (``node.v``), carried from one call to the next."""
 
 
 class StateSequence(nnx.Variable):
-    """Recorded state sequence (``v_seq`` with ``store_v_seq=True``); ``None`` when not recorded."""
+    """A recorded state sequence (``v_seq`` with ``store_v_seq=True``), ``[T, N, *]``."""
 
 
-# --- argument checks (clear errors at construction) --------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Memory:
+    """Declaration of one state variable: its name and initial value.
 
-def check_number(name: str, value: Any, owner: str) -> float:
-    """A hyperparameter that must be a real number; returns it as a Python float."""
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
-        raise TypeError(f"{owner}: {name} must be a real number (int or float), "
-                        f"got {value!r} of type {type(value).__name__}")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{owner}: {name} must be finite, got {value}")
-    return value
-
-
-def check_optional_number(name: str, value: Any, owner: str) -> float | None:
-    return None if value is None else check_number(name, value, owner)
-
-
-def check_greater(name: str, value: Any, bound: float, owner: str) -> float:
-    value = check_number(name, value, owner)
-    if not value > bound:
-        raise ValueError(f"{owner}: {name} must be > {bound}, got {value}")
-    return value
-
-
-def check_bool(name: str, value: Any, owner: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{owner}: {name} must be True or False, got {value!r}")
-    return bool(value)
-
-
-def check_choice(name: str, value: Any, allowed: tuple, owner: str) -> Any:
-    if value not in allowed:
-        raise ValueError(f"{owner}: {name} must be one of {allowed}, got {value!r}")
-    return value
-
-
-def check_surrogate(value: Any, owner: str) -> Callable[[Array], Array]:
-    """A surrogate instance, a surrogate class name such as ``'ATan'``, or any callable."""
-    if isinstance(value, (str, dict)):
-        return sg.get_surrogate(value)
-    if not callable(value):
-        raise TypeError(f"{owner}: surrogate_function must be a snnjax.surrogate function "
-                        f"(e.g. snnjax.surrogate.ATan()), a surrogate name or a callable, "
-                        f"got {value!r}")
-    return value
-
-
-def _shape_str(tree: Any) -> str:
-    return str(jax.tree_util.tree_map(lambda a: tuple(np.shape(a)), tree))
-
-
-# --- the step handed to the sequence engine -----------------------------------------------------
-
-def static_config(module: nnx.Module) -> tuple:
-    """The module's static (non-variable) attributes, as a hashable tuple.
-
-    A neuron's step reads its structure (reset mode, surrogate, train/eval flag, ...) from these
-    attributes, so two modules with equal static configuration run the same step.
+    ``extra_axes``: axes before the neuron axes (a queue of ``k`` inputs is ``[k, N, *]``);
+    ``per_neuron=False``: a scalar (a step counter); ``dtype``: fixed dtype (default: the state
+    dtype of the input, at least float32).
     """
+
+    name: str
+    init: float
+    extra_axes: tuple[int, ...] = ()
+    per_neuron: bool = True
+    dtype: str | None = None
+
+    def initial(self, x: Array) -> Array:
+        shape = self.extra_axes + tuple(x.shape) if self.per_neuron else ()
+        return jnp.full(shape, self.init, self.dtype or steps.state_dtype(x.dtype))
+
+
+def _shape(a: Any) -> tuple:
+    return tuple(np.shape(a))
+
+
+def as_input(x: Any, owner: str) -> Any:
+    """Python lists and NumPy arrays become JAX arrays; complex inputs are rejected."""
+    x = jax.tree_util.tree_map(jnp.asarray, x)
+    for leaf in jax.tree_util.tree_leaves(x):
+        if jnp.issubdtype(leaf.dtype, jnp.complexfloating):
+            raise TypeError(f"{owner}: complex inputs are not supported, got dtype {leaf.dtype}")
+    return x
+
+
+@functools.lru_cache(maxsize=None)
+def _class_checks(cls: type) -> dict[str, C.Check]:
+    merged: dict[str, C.Check] = {}
+    for klass in reversed(cls.__mro__):
+        merged.update(vars(klass).get("arg_checks", {}))
+    return merged
+
+
+def static_items(module: nnx.Module) -> tuple:
+    """The module's hashable static attributes (the key of a user-written charge's kernels)."""
     items = []
     for name, value in sorted(vars(module).items()):
-        if name.startswith(("_pytree", "_object")) or isinstance(value, (nnx.Variable, nnx.Module)):
+        if name.startswith("_pytree") or isinstance(value, (nnx.Variable, nnx.Module)):
             continue
         try:
             hash(value)
@@ -105,69 +89,137 @@ def static_config(module: nnx.Module) -> tuple:
     return tuple(items)
 
 
-class ModuleStep:
-    """A module's pure step as a hashable callable for :func:`snnjax.kernels.multi_step`.
+class UserMethod:
+    """A user's override (``neuronal_charge`` ...) of a ported SpikingJelly neuron as a pure
+    function of the step, hashable by the module's class and static configuration.
 
-    The kernel generator caches compiled kernels per step; keying the cache on the module's static
-    configuration (not on the bound method) makes ``m.eval()`` or a changed option build a new
-    kernel, and lets equal neurons share one.
+    ``neuronal_charge(self, v, x, params)`` (snnjax's signature) is called as is;
+    SpikingJelly's ``neuronal_charge(self, x)``, which reads and assigns ``self.v``, runs on a
+    view of the module whose ``v`` (and ``w``) hold the step's traced values.
     """
 
-    __slots__ = ("fn", "key")
+    def __init__(self, module: nnx.Module, name: str):
+        self.module, self.name = module, name
+        self.method = getattr(type(module), name)
+        self.reference_style = len(inspect.signature(self.method).parameters) == 2
+        self._key = (type(module), name, static_items(module))
 
-    def __init__(self, module: nnx.Module, fn: Callable, *extra_key: Any):
-        self.fn = fn
-        self.key = (type(module), getattr(fn, "__qualname__", repr(fn)), extra_key,
-                    static_config(module))
-
-    def __call__(self, state: Any, x: Any, params: Any) -> tuple[Any, Any]:
-        return self.fn(state, x, params)
+    def __call__(self, v: Array, x: Array, params: dict, *extra: Array) -> Array:
+        if not self.reference_style:
+            return self.method(self.module, v, x, params, *extra)
+        view = _StepView(self.module, v=v, **({"w": extra[0]} if extra else {}))
+        self.method(view, x)
+        return view.v
 
     def __hash__(self) -> int:
-        return hash(self.key)
+        return hash(self._key)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ModuleStep) and self.key == other.key
-
-    @property
-    def __name__(self) -> str:  # for error messages of the kernel generator
-        return getattr(self.fn, "__name__", "step")
+        return isinstance(other, UserMethod) and self._key == other._key
 
 
-# --- stateful base -----------------------------------------------------------------------------
+class _StepView:
+    """Attribute view of a module for a SpikingJelly-style method: reads fall through to the
+    module, writes (``self.v = ...``) stay in the view."""
+
+    def __init__(self, module: nnx.Module, **values: Array):
+        object.__setattr__(self, "_module", module)
+        vars(self).update(values)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(object.__getattribute__(self, "_module"), name)
+
+
+# --- the state protocol ------------------------------------------------------------------------
 
 class MemoryModule(nnx.Module):
     """A module with state carried between calls and SpikingJelly's step-mode interface.
 
-    Subclasses define :meth:`init_state`, :meth:`params` and :meth:`single_step_functional`;
-    this class derives from them the pure API (:meth:`step`, :meth:`multi_step`) and the
-    stateful call (``m(x)``).
+    A subclass sets ``step_fn`` (a step of :mod:`snnjax.steps`), ``param_names`` (the attributes
+    handed to the step as ``params``), ``arg_checks`` (validation of constructor arguments, also
+    run when an attribute is reassigned), :meth:`step_config` (the step's static keywords), and
+    declares its state with :meth:`register_memory`. From these come the pure API
+    (:meth:`init_state`, :meth:`step`, :meth:`multi_step`, never mutating the module) and the
+    stateful call ``m(x)`` (``step_mode='s'``: ``x[N, *]``; ``'m'``: ``x_seq[T, N, *]``).
+
+    State variables are attributes (``node.v``, an ``nnx.Variable``) that exist from construction
+    with their scalar initial value. ``node.v = array`` sets the initial membrane of the next call
+    (it may broadcast to the input); a state left by a call must match the next input's shape
+    exactly (else call :func:`snnjax.functional.reset_net`). ``reset()`` restores every variable
+    to its declared initial value (keeping the leading axes of a vmapped stack of layers).
     """
 
-    supported_step_modes: tuple[str, ...] = STEP_MODES
+    supported_step_modes: ClassVar[tuple[str, ...]] = STEP_MODES
+    step_fn: ClassVar[Callable | None] = None
+    param_names: ClassVar[tuple[str, ...]] = ()
+    arg_checks: ClassVar[dict[str, C.Check]] = {"backend": C.choice(kernels.BACKENDS)}
+    record_flag: ClassVar[str | None] = None      # e.g. 'store_v_seq'
+    recorded: ClassVar[tuple[str, ...] | None] = ("v",)   # None: every state variable
 
     def __init__(self, step_mode: str = "s", backend: str = "auto"):
-        self.step_mode = check_choice("step_mode", step_mode, self.supported_step_modes,
-                                      type(self).__name__)
-        try:
-            self.backend = kernels.check_backend(backend)
-        except ValueError as e:
-            raise ValueError(f"{type(self).__name__}: {e}") from None
-        self.memory = NeuronState(None)
+        self._memories: tuple[Memory, ...] = ()
+        self._data_ndims: tuple[int, ...] = ()   # per memory: ndim without vmapped layer axes
+        self._exact: tuple[bool, ...] = ()       # per memory: left by a call (no broadcasting)
+        self.step_mode = C.choice(self.supported_step_modes)(type(self).__name__, "step_mode",
+                                                             step_mode)
+        self.backend = backend
+        self.state_seq = nnx.Dict({})   # recorded name -> StateSequence (0-d until recorded)
 
-    # -- to be defined by subclasses ------------------------------------------------------------
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(getattr(type(self), name, None), property):   # e.g. ``node.state = ...``
+            object.__setattr__(self, name, value)
+            return
+        index = self._memory_index(name)
+        if index is not None and not isinstance(value, nnx.Variable):
+            self._assign(index, value)
+            return
+        check = _class_checks(type(self)).get(name)
+        if check is not None:
+            value = check(type(self).__name__, name, value)
+        nnx.Module.__setattr__(self, name, value)
 
-    def init_state(self, x: Array) -> dict:
-        """Initial state for a single-step-shaped example ``x`` (``[N, *]``)."""
-        raise NotImplementedError
+    # -- declarations ---------------------------------------------------------------------------
 
-    def params(self) -> dict:
-        """The numeric hyperparameters and current learnable values the step receives."""
+    def register_memory(self, name: str, init: float, **kwargs: Any) -> None:
+        """Declare the state variable ``name`` (``Memory``'s fields as keywords); re-declaring a
+        name replaces its initial value."""
+        decl = Memory(name, float(init), **kwargs)
+        keep = [i for i, m in enumerate(self._memories) if m.name != name]
+        self._memories = tuple(self._memories[i] for i in keep) + (decl,)
+        self._data_ndims = tuple(self._data_ndims[i] for i in keep) + (0,)
+        self._exact = tuple(self._exact[i] for i in keep) + (False,)
+        nnx.Module.__setattr__(self, name, NeuronState(jnp.asarray(decl.init, decl.dtype)))
+        if self.recorded is None or name in self.recorded:
+            self.state_seq[name] = StateSequence(jnp.zeros((), jnp.float32))
+
+    def step_config(self) -> dict:
+        """The static keyword arguments of ``step_fn`` (structure, not numbers)."""
         return {}
 
-    def single_step_functional(self, state: dict, x: Any, params: dict) -> tuple[dict, Any]:
-        """One step ``(state, x, params) -> (state, out)``; pure, must not touch ``self``'s state."""
-        raise NotImplementedError
+    def bound_step(self) -> BoundStep:
+        """``step_fn`` with :meth:`step_config` bound: the hashable step the kernels are built for."""
+        return BoundStep(type(self).step_fn, **self.step_config())
+
+    def params(self) -> dict:
+        """The numbers the step receives: ``param_names`` (current values; ``v_reset=None`` -> 0)."""
+        out = {}
+        for name in self.param_names:
+            value = getattr(self, name)
+            out[name] = value.get_value() if isinstance(value, nnx.Variable) else (
+                0.0 if value is None else value)
+        return out
+
+    def init_state(self, x: Any) -> Any:
+        """The initial state for one step of input ``x`` (``[N, *]``): ``{name: array}``."""
+        x = as_input(x, type(self).__name__)
+        return self._pack({m.name: m.initial(x) for m in self._memories})
+
+    def _pack(self, memories: dict) -> Any:
+        """Stored variables -> the step's state (a dict here; FlexSN uses a tuple)."""
+        return memories
+
+    def _unpack(self, state: Any) -> dict:
+        return state
 
     # -- pure API -------------------------------------------------------------------------------
 
@@ -181,24 +233,48 @@ class MemoryModule(nnx.Module):
                              f"this neuron's params are {sorted(own)}")
         return {**own, **params}
 
-    def step(self, state: dict, x: Any, params: dict | None = None) -> tuple[dict, Any]:
+    def _conform(self, state: Any, x: Any, *, exact: tuple[bool, ...] | None = None) -> Any:
+        """``state`` checked against the state ``x`` implies: same variables; each value the
+        same shape (``exact``) or broadcastable to it; cast to the state dtype."""
+        owner = type(self).__name__
+        expected = self._unpack(self.init_state(x))
+        given = self._unpack(state)
+        if not isinstance(given, dict) or set(given) != set(expected):
+            names = sorted(given) if isinstance(given, dict) else type(given).__name__
+            raise ValueError(f"{owner}: the state must hold the variables {sorted(expected)}, "
+                             f"got {names}")
+        out = {}
+        for i, (name, want) in enumerate(expected.items()):
+            value = jnp.asarray(given[name])
+            if exact is not None and exact[self._memory_index(name)] and value.shape != want.shape:
+                raise ValueError(
+                    f"{owner}: the stored state {name} has shape {value.shape} but this input "
+                    f"needs {want.shape}: the neuron still holds the state of a batch of another "
+                    f"shape; call snnjax.functional.reset_net(model) first")
+            try:
+                out[name] = jnp.broadcast_to(value, want.shape).astype(want.dtype)
+            except ValueError:
+                raise ValueError(f"{owner}: state variable {name} of shape {value.shape} does not "
+                                 f"broadcast to the shape {want.shape} this input needs") from None
+        return self._pack(out)
+
+    def step(self, state: Any, x: Any, params: dict | None = None) -> tuple[Any, Any]:
         """One step from an explicit state: ``(state, x[N, *]) -> (state, out[N, *])``.
 
         ``params`` (optional) overrides some or all of :meth:`params` (e.g. a traced ``tau``).
-        Never mutates the module.
         """
-        return self.single_step_functional(state, x, self._params(params))
+        x = as_input(x, type(self).__name__)
+        return self.bound_step()(self._conform(state, x), x, self._params(params))
 
-    def multi_step(self, state: dict, x_seq: Any, params: dict | None = None, *,
-                   return_state_seq: bool = False) -> tuple[dict, Any]:
+    def multi_step(self, state: Any, x_seq: Any, params: dict | None = None, *,
+                   return_state_seq: bool = False) -> tuple[Any, Any]:
         """The step over the leading time axis: ``(state, x_seq[T, N, *]) -> (state, out[T, N, *])``.
 
-        With ``return_state_seq=True`` the returned state holds every step's state
-        (``[T, N, *]`` leaves). Never mutates the module.
+        With ``return_state_seq=True`` the returned state holds every step's state.
         """
-        self._check_sequence(x_seq)
-        return kernels.multi_step(ModuleStep(self, self.single_step_functional), state, x_seq,
-                                  self._params(params),
+        x_seq = self._check_sequence(x_seq)
+        state = self._conform(state, jax.tree_util.tree_map(lambda a: a[0], x_seq))
+        return kernels.multi_step(self.bound_step(), state, x_seq, self._params(params),
                                   backend=self.backend, return_state_seq=return_state_seq)
 
     # -- stateful API (SpikingJelly style) ------------------------------------------------------
@@ -206,218 +282,236 @@ class MemoryModule(nnx.Module):
     def __call__(self, *args: Any) -> Any:
         if self.step_mode == "s":
             return self.single_step_forward(*args)
-        if self.step_mode == "m":
-            return self.multi_step_forward(*args)
-        raise ValueError(f"{type(self).__name__}: step_mode must be one of "
-                         f"{self.supported_step_modes}, got {self.step_mode!r}")
+        return self.multi_step_forward(*args)
+
+    def _require(self, mode: str) -> None:
+        if mode not in self.supported_step_modes:
+            raise ValueError(f"{type(self).__name__}: step_mode must be one of "
+                             f"{self.supported_step_modes}, got {mode!r}")
+
+    def _recording(self) -> bool:
+        return bool(self.record_flag and getattr(self, self.record_flag))
 
     def single_step_forward(self, x: Any) -> Any:
         """Stateful single step on ``x[N, *]``: reads and updates the stored state."""
-        if "s" not in self.supported_step_modes:
-            raise ValueError(f"{type(self).__name__} supports step_mode in "
-                             f"{self.supported_step_modes} only")
-        state = self._stored_state(x)
-        state, out = self.step(state, x)
-        self.memory.set_value(state)
+        self._require("s")
+        x = as_input(x, type(self).__name__)
+        state, out = self.step(self.stored_state(x), x)
+        self._store(state, jax.tree_util.tree_map(lambda a: a[None], state), append=True)
         return out
 
     def multi_step_forward(self, x_seq: Any) -> Any:
         """Stateful multi-step call on ``x_seq[T, N, *]``: reads and updates the stored state."""
-        if "m" not in self.supported_step_modes:
-            raise ValueError(f"{type(self).__name__} supports step_mode in "
-                             f"{self.supported_step_modes} only")
-        self._check_sequence(x_seq)
-        state = self._stored_state(jax.tree_util.tree_map(lambda a: a[0], x_seq))
-        state, out = self.multi_step(state, x_seq)
-        self.memory.set_value(state)
+        self._require("m")
+        x_seq = self._check_sequence(x_seq)
+        record = self._recording()
+        res, out = self.multi_step(self.stored_state(jax.tree_util.tree_map(lambda a: a[0], x_seq)),
+                                   x_seq, return_state_seq=record)
+        final = jax.tree_util.tree_map(lambda a: a[-1], res) if record else res
+        self._store(final, res if record else None)
         return out
 
+    def stored_state(self, x: Any) -> Any:
+        """The stored variables as the step's state for input ``x``, checked (see the class doc)."""
+        current = {m.name: getattr(self, m.name).get_value() for m in self._memories}
+        return self._conform(self._pack(current), x, exact=self._exact)
+
+    def _store(self, state: Any, seq: Any = None, *, append: bool = False) -> None:
+        self.state = state
+        if not self._recording():
+            return self._clear_recording()
+        new = self._unpack(seq)
+        for name, var in self.state_seq.items():
+            old, value = var.get_value(), new[name]
+            if append and old.shape[1:] == value.shape[1:] and old.dtype == value.dtype:
+                value = jnp.concatenate([old, value])
+            var.set_value(value)
+
+    def recording(self, name: str) -> Array | None:
+        """The recorded sequence of ``name`` (``[T, N, *]``), or ``None`` if nothing is recorded."""
+        seq = self.state_seq[name].get_value() if name in self.state_seq else None
+        return None if seq is None or seq.ndim < 2 else seq
+
+    def _clear_recording(self) -> None:
+        for var in self.state_seq.values():
+            var.set_value(jnp.zeros((), jnp.float32))
+
+    def _memory_index(self, name: str) -> int | None:
+        for i, m in enumerate(vars(self).get("_memories", ())):
+            if m.name == name:
+                return i
+        return None
+
+    def _assign(self, index: int, value: Any) -> None:
+        value = jnp.asarray(value)
+        if not jnp.issubdtype(value.dtype, jnp.number) or jnp.iscomplexobj(value):
+            raise TypeError(f"{type(self).__name__}: state variable {self._memories[index].name} "
+                            f"must be a real array, got dtype {value.dtype}")
+        getattr(self, self._memories[index].name).set_value(value)
+        self._data_ndims = self._data_ndims[:index] + (value.ndim,) + self._data_ndims[index + 1:]
+        self._exact = self._exact[:index] + (False,) + self._exact[index + 1:]
+
     def reset(self) -> None:
-        """Forget the state: the next call starts from :meth:`init_state`."""
-        self.memory.set_value(None)
+        """Every state variable back to its declared initial value; recordings cleared."""
+        for m, ndim in zip(self._memories, self._data_ndims):
+            var = getattr(self, m.name)
+            value = var.get_value()
+            lead = value.shape[:max(np.ndim(value) - ndim, 0)]   # a vmapped stack's layer axes
+            var.set_value(jnp.full(lead, m.init, m.dtype or value.dtype))
+        self._data_ndims = (0,) * len(self._memories)
+        self._exact = (False,) * len(self._memories)
+        self._clear_recording()
 
     def detach(self) -> None:
         """Cut gradients through the stored state (truncated BPTT)."""
-        state = self.memory.get_value()
-        if state is not None:
-            self.memory.set_value(jax.lax.stop_gradient(state))
+        for m in self._memories:
+            var = getattr(self, m.name)
+            var.set_value(jax.lax.stop_gradient(var.get_value()))
+        for var in self.state_seq.values():
+            var.set_value(jax.lax.stop_gradient(var.get_value()))
 
     @property
-    def state(self) -> dict | None:
-        """The stored state dict (``None`` before the first call or after :meth:`reset`)."""
-        return self.memory.get_value()
+    def state(self) -> Any:
+        """The stored state in the step's layout; assigning one sets every variable (the next
+        input must then match its shapes exactly, as after a call)."""
+        return self._pack({m.name: getattr(self, m.name).get_value() for m in self._memories})
 
-    def __getattr__(self, name: str) -> Any:
-        # SpikingJelly users read memories as attributes (``node.v``).
-        if name != "memory" and not name.startswith("_"):
-            try:
-                memory = object.__getattribute__(self, "memory")
-            except AttributeError:
-                memory = None
-            if memory is not None:
-                state = memory.get_value()
-                if isinstance(state, dict) and name in state:
-                    return state[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+    @state.setter
+    def state(self, state: Any) -> None:
+        memories = self._unpack(state)
+        for m in self._memories:
+            getattr(self, m.name).set_value(memories[m.name])
+        self._data_ndims = tuple(np.ndim(memories[m.name]) for m in self._memories)
+        self._exact = (True,) * len(self._memories)
 
-    # -- helpers --------------------------------------------------------------------------------
-
-    def _check_sequence(self, x_seq: Any) -> None:
+    def _check_sequence(self, x_seq: Any) -> Any:
+        owner = type(self).__name__
+        x_seq = as_input(x_seq, owner)
         for leaf in jax.tree_util.tree_leaves(x_seq):
-            if np.ndim(leaf) < 2:
-                raise ValueError(f"{type(self).__name__}: multi-step input must be time-first "
-                                 f"[T, N, *] with at least 2 dimensions, got shape "
-                                 f"{tuple(np.shape(leaf))}")
-            if np.shape(leaf)[0] == 0:
-                raise ValueError(f"{type(self).__name__}: multi-step input has T = 0 time steps")
-
-    def _stored_state(self, x: Any) -> dict:
-        """The stored state, checked against the input; the initial state if none is stored."""
-        expected = self.init_state(x)
-        state = self.memory.get_value()
-        if state is None:
-            return expected
-        exp_struct = jax.tree_util.tree_structure(expected)
-        if jax.tree_util.tree_structure(state) != exp_struct or any(
-                np.shape(a) != np.shape(b) for a, b in zip(jax.tree_util.tree_leaves(state),
-                                                           jax.tree_util.tree_leaves(expected))):
-            raise ValueError(
-                f"{type(self).__name__}: the stored state has shapes {_shape_str(state)} but this "
-                f"input needs {_shape_str(expected)}. The neuron still holds the state of a batch "
-                f"of another shape: call snnjax.functional.reset_net(model) (or this module's "
-                f".reset()) before feeding it.")
-        return jax.tree_util.tree_map(lambda a, b: a.astype(b.dtype), state, expected)
+            if leaf.ndim < 2:
+                raise ValueError(f"{owner}: multi-step input (step_mode='m') must be time-first "
+                                 f"[T, N, *] with at least 2 dimensions, got shape {leaf.shape}")
+            if leaf.shape[0] == 0:
+                raise ValueError(f"{owner}: multi-step input has T = 0 time steps (T >= 1 needed)")
+        return x_seq
 
 
 # --- spiking bases -----------------------------------------------------------------------------
 
-class ThresholdNode(MemoryModule):
-    """Threshold, reset value and surrogate: the arguments every spiking neuron validates.
+_TEMPLATE_METHODS = ("neuronal_fire", "neuronal_reset", "single_step_forward",
+                     "multi_step_forward", "single_step_functional",
+                     "jit_eval_single_step_forward", "jit_eval_multi_step_forward")
 
-    ``v_reset=None`` selects the soft reset. ``default_surrogate`` builds the surrogate used when
-    none is given (``Sigmoid()`` here; the CUBA/ILC/noisy populations use ``Rect()``).
+
+def _adopt_user_overrides(cls: type) -> None:
+    """Class creation of a ported neuron: a ``neuronal_charge`` override becomes the charge of
+    the step; SpikingJelly's other template methods cannot be adapted and are refused here."""
+    if cls.__module__.startswith("snnjax."):
+        return
+    for name in _TEMPLATE_METHODS:
+        if name in vars(cls):
+            raise TypeError(
+                f"{cls.__name__} overrides {name}, which snnjax does not call. Write the whole "
+                f"step as a pure function step(state, x, params, **statics) -> (state, out), set "
+                f"it as the class attribute step_fn = staticmethod(step), declare extra state "
+                f"with self.register_memory(name, init) and return the statics from "
+                f"step_config(); or use neuron.FlexSN.from_step(step, init_state); or override "
+                f"only neuronal_charge(self, x) (or neuronal_charge(self, v, x, params)).")
+
+
+class BaseNode(MemoryModule):
+    """Production base of the spiking neurons (SpikingJelly's ``BaseNode``).
+
+    Per step ``H = charge(V, X)``, ``S = sg(H - v_threshold)``, then hard reset
+    ``V = S * v_reset + (1 - S) * H`` or, with ``v_reset=None``, soft reset
+    ``V = H - S * v_threshold`` (``detach_reset``: the spike enters the reset without gradient).
+
+    Args:
+      v_threshold: firing threshold (finite number).
+      v_reset: reset value (finite), or ``None`` for the soft reset.
+      surrogate_function: spike function with surrogate gradient (default ``Sigmoid()``).
+      detach_reset: detach the spike in the reset.
+      step_mode: ``'s'`` (input ``[N, *]``) or ``'m'`` (``[T, N, *]``).
+      store_v_seq: record the post-reset membrane of every step in ``v_seq`` (``[T, N, *]``).
+      backend: ``'auto'``, ``'scan'`` or ``'pallas'`` (see :func:`snnjax.kernels.multi_step`).
+
+    State ``v`` starts at ``v_reset`` (0 with soft reset). Port a custom neuron by subclassing
+    and overriding ``neuronal_charge(self, x)`` (SpikingJelly's: read ``self.v``, assign the
+    charged ``self.v``) or ``neuronal_charge(self, v, x, params) -> H``.
     """
 
-    default_surrogate: Callable[[], Callable] = sg.Sigmoid
+    default_surrogate: ClassVar[Callable[[], Callable]] = sg.Sigmoid
+    step_fn = staticmethod(steps.spiking_step)
+    param_names = ("v_threshold", "v_reset")
+    arg_checks = {"v_threshold": C.number, "v_reset": C.optional_number,
+                  "surrogate_function": C.surrogate, "detach_reset": C.boolean,
+                  "store_v_seq": C.boolean}
+    record_flag = "store_v_seq"
 
     def __init__(self, v_threshold: float = 1.0, v_reset: float | None = 0.0,
-                 surrogate_function: Callable | None = None, step_mode: str = "s", *,
-                 backend: str = "auto"):
-        owner = type(self).__name__
-        super().__init__(step_mode=step_mode, backend=backend)
-        self.v_threshold = check_number("v_threshold", v_threshold, owner)
-        self.v_reset = check_optional_number("v_reset", v_reset, owner)
-        self.surrogate_function = check_surrogate(
-            type(self).default_surrogate() if surrogate_function is None else surrogate_function,
-            owner)
+                 surrogate_function: Callable | None = None, detach_reset: bool = False,
+                 step_mode: str = "s", store_v_seq: bool = False, *, backend: str = "auto"):
+        super().__init__(step_mode, backend)
+        self.v_threshold = v_threshold
+        self.v_reset = v_reset
+        self.surrogate_function = (type(self).default_surrogate() if surrogate_function is None
+                                   else surrogate_function)
+        self.detach_reset = detach_reset
+        self.store_v_seq = store_v_seq
+        self.register_memory("v", 0.0 if self.v_reset is None else self.v_reset)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _adopt_user_overrides(cls)
 
     @property
     def soft_reset(self) -> bool:
         return self.v_reset is None
 
-    def params(self) -> dict:
-        return {"v_threshold": self.v_threshold,
-                "v_reset": 0.0 if self.v_reset is None else self.v_reset}
-
-
-class _SpikingNode(ThresholdNode):
-    """Shared constructor and charge -> fire -> reset step of SimpleBaseNode and BaseNode."""
-
-    def __init__(self, v_threshold: float = 1.0, v_reset: float | None = 0.0,
-                 surrogate_function: Callable | None = None, detach_reset: bool = False,
-                 step_mode: str = "s", *, backend: str = "auto"):
-        super().__init__(v_threshold, v_reset, surrogate_function, step_mode, backend=backend)
-        self.detach_reset = check_bool("detach_reset", detach_reset, type(self).__name__)
+    def step_config(self) -> dict:
+        config = {"surrogate": self.surrogate_function, "soft_reset": self.soft_reset,
+                  "detach_reset": self.detach_reset}
+        if type(self).step_fn is steps.spiking_step:   # a ported neuron's own charge
+            config["charge"] = UserMethod(self, "neuronal_charge")
+        return config
 
     def neuronal_charge(self, v: Array, x: Array, params: dict) -> Array:
-        """The charge equation ``H[t] = f(V[t-1], X[t])``; the one method a custom neuron needs."""
-        raise NotImplementedError(f"{type(self).__name__} must define neuronal_charge(v, x, params)")
-
-    def single_step_functional(self, state: dict, x: Array, params: dict) -> tuple[dict, Array]:
-        return steps.spiking_step(state, x, params, charge=self.neuronal_charge,
-                                  surrogate=self.surrogate_function, soft_reset=self.soft_reset,
-                                  detach_reset=self.detach_reset)
-
-    def _initial_v(self) -> float:
-        raise NotImplementedError
-
-    def init_state(self, x: Array) -> dict:
-        x = jnp.asarray(x)
-        return {"v": jnp.full(x.shape, self._initial_v(), steps.state_dtype(x.dtype))}
-
-
-class SimpleBaseNode(_SpikingNode):
-    """Teaching-style base: subclass and define :meth:`neuronal_charge` only.
-
-    The membrane always starts at 0 (whatever ``v_reset`` is). Per step:
-    ``H = neuronal_charge(V, X)``, ``S = sg(H - v_threshold)``, then hard reset
-    ``V = S * v_reset + (1 - S) * H`` or, with ``v_reset=None``, soft reset ``V = H - S * v_threshold``.
-    Input ``[N, *]`` (``step_mode='s'``) or ``[T, N, *]`` (``'m'``); output spikes of the same shape.
-    """
-
-    def _initial_v(self) -> float:
-        return 0.0
-
-
-class BaseNode(_SpikingNode):
-    """Production base of the spiking neurons (SpikingJelly's ``BaseNode``).
-
-    Subclass and define :meth:`neuronal_charge` (charge -> fire -> reset is inherited), or
-    override :meth:`single_step_functional` (and :meth:`init_state`) for a full custom step.
-    The membrane starts at ``v_reset`` (0 with soft reset). ``store_v_seq=True`` keeps the
-    post-reset membrane of every step in ``v_seq`` (``[T, N, *]``).
-    """
-
-    def __init__(self, v_threshold: float = 1.0, v_reset: float | None = 0.0,
-                 surrogate_function: Callable | None = None, detach_reset: bool = False,
-                 step_mode: str = "s", store_v_seq: bool = False, *, backend: str = "auto"):
-        super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode,
-                         backend=backend)
-        self.store_v_seq = check_bool("store_v_seq", store_v_seq, type(self).__name__)
-        self.state_seq = StateSequence(None)
-
-    def _initial_v(self) -> float:
-        return 0.0 if self.v_reset is None else self.v_reset
+        """The charge ``H = f(V[t-1], X[t])`` of a custom neuron (override it)."""
+        raise NotImplementedError(f"{type(self).__name__} has no charge: override "
+                                  f"neuronal_charge(self, x) or neuronal_charge(self, v, x, params)")
 
     @property
     def v_seq(self) -> Array | None:
         """Post-reset membrane of every step of the last call(s), ``[T, N, *]``, if recorded."""
-        seq = self.state_seq.get_value()
-        return None if seq is None else seq["v"]
+        return self.recording("v")
 
-    def single_step_forward(self, x: Array) -> Array:
-        out = super().single_step_forward(x)
-        if self.store_v_seq:
-            state = self.memory.get_value()
-            seq = self.state_seq.get_value()
-            new = jax.tree_util.tree_map(lambda a: a[None], state)
-            if seq is not None and all(
-                    s.shape[1:] == n.shape[1:] and s.dtype == n.dtype
-                    for s, n in zip(jax.tree_util.tree_leaves(seq), jax.tree_util.tree_leaves(new))):
-                new = jax.tree_util.tree_map(lambda s, n: jnp.concatenate([s, n]), seq, new)
-            self.state_seq.set_value(new)
-        return out
 
-    def multi_step_forward(self, x_seq: Array) -> Array:
-        if not self.store_v_seq:
-            self.state_seq.set_value(None)
-            return super().multi_step_forward(x_seq)
-        self._check_sequence(x_seq)
-        state = self._stored_state(x_seq[0])
-        state_seq, out = self.multi_step(state, x_seq, return_state_seq=True)
-        self.memory.set_value(jax.tree_util.tree_map(lambda a: a[-1], state_seq))
-        self.state_seq.set_value(state_seq)
-        return out
+class SimpleBaseNode(MemoryModule):
+    """Teaching-style base (SpikingJelly's ``SimpleBaseNode``): as :class:`BaseNode` without
+    ``store_v_seq``; the membrane always starts at 0 (whatever ``v_reset`` is). Subclass and
+    override ``neuronal_charge``."""
 
-    def reset(self) -> None:
-        super().reset()
-        self.state_seq.set_value(None)
+    default_surrogate = sg.Sigmoid
+    step_fn = staticmethod(steps.spiking_step)
+    param_names = BaseNode.param_names
+    arg_checks = BaseNode.arg_checks
+    soft_reset = BaseNode.soft_reset
+    step_config = BaseNode.step_config
+    neuronal_charge = BaseNode.neuronal_charge
 
-    def detach(self) -> None:
-        super().detach()
-        seq = self.state_seq.get_value()
-        if seq is not None:
-            self.state_seq.set_value(jax.lax.stop_gradient(seq))
+    def __init__(self, v_threshold: float = 1.0, v_reset: float | None = 0.0,
+                 surrogate_function: Callable | None = None, detach_reset: bool = False,
+                 step_mode: str = "s", *, backend: str = "auto"):
+        super().__init__(step_mode, backend)
+        self.v_threshold = v_threshold
+        self.v_reset = v_reset
+        self.surrogate_function = sg.Sigmoid() if surrogate_function is None else surrogate_function
+        self.detach_reset = detach_reset
+        self.register_memory("v", 0.0)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _adopt_user_overrides(cls)
 
 
 # --- non-spiking base --------------------------------------------------------------------------
@@ -427,43 +521,39 @@ class NonSpikingBaseNode(nnx.Module):
 
     Input ``[T, N, *]``; the membrane starts at 0 on every call (nothing is kept between calls).
     Output by ``decode``: ``'max-mem'``, ``'max-abs-mem'``, ``'mean-mem'``, ``'last_mem'``
-    (``[N, *]``), or ``None`` (the membrane sequence ``[T, N, *]``). Subclasses define
-    :meth:`neuronal_charge`.
+    (``[N, *]``), or ``None`` (the membrane sequence ``[T, N, *]``).
     """
 
+    step_fn: ClassVar[Callable | None] = None
+    param_names: ClassVar[tuple[str, ...]] = ()
+    arg_checks = {"decode": C.choice(steps.DECODES), "backend": C.choice(kernels.BACKENDS)}
+    __setattr__ = MemoryModule.__setattr__
+    _memory_index = MemoryModule._memory_index
+    params = MemoryModule.params
+    _params = MemoryModule._params
+    bound_step = MemoryModule.bound_step
+    step_config = MemoryModule.step_config
+    _check_sequence = MemoryModule._check_sequence
+
     def __init__(self, decode: str | None = None, *, backend: str = "auto"):
-        owner = type(self).__name__
-        self.decode = check_choice("decode", decode, steps.DECODES, owner)
-        try:
-            self.backend = kernels.check_backend(backend)
-        except ValueError as e:
-            raise ValueError(f"{owner}: {e}") from None
+        self.decode = decode
+        self.backend = backend
 
-    def params(self) -> dict:
-        return {}
-
-    def neuronal_charge(self, v: Array, x: Array, params: dict) -> Array:
-        raise NotImplementedError(f"{type(self).__name__} must define neuronal_charge(v, x, params)")
-
-    def init_state(self, x: Array) -> dict:
-        x = jnp.asarray(x)
+    def init_state(self, x: Any) -> dict:
+        x = as_input(x, type(self).__name__)
         return {"v": jnp.zeros(x.shape, steps.state_dtype(x.dtype))}
 
-    def single_step_functional(self, state: dict, x: Array, params: dict) -> tuple[dict, Array]:
-        return steps.integrator_step(state, x, params, charge=self.neuronal_charge)
-
-    def step(self, state: dict, x: Array, params: dict | None = None) -> tuple[dict, Array]:
+    def step(self, state: dict, x: Any, params: dict | None = None) -> tuple[dict, Array]:
         """One integration step; returns ``(state, V[t])``."""
-        return self.single_step_functional(state, x, {**self.params(), **(params or {})})
+        return self.bound_step()(state, as_input(x, type(self).__name__), self._params(params))
 
-    def multi_step(self, state: dict, x_seq: Array, params: dict | None = None) -> tuple[dict, Array]:
+    def multi_step(self, state: dict, x_seq: Any, params: dict | None = None) -> tuple[dict, Array]:
         """Integrate ``x_seq[T, N, *]`` from ``state``; returns ``(final_state, decoded)``."""
-        MemoryModule._check_sequence(self, x_seq)
-        final, v_seq = kernels.multi_step(ModuleStep(self, self.single_step_functional), state, x_seq,
-                                          {**self.params(), **(params or {})},
+        x_seq = self._check_sequence(x_seq)
+        final, v_seq = kernels.multi_step(self.bound_step(), state, x_seq, self._params(params),
                                           backend=self.backend)
         return final, steps.decode_membrane(v_seq, self.decode)
 
-    def __call__(self, x_seq: Array) -> Array:
-        MemoryModule._check_sequence(self, x_seq)
+    def __call__(self, x_seq: Any) -> Array:
+        x_seq = self._check_sequence(x_seq)
         return self.multi_step(self.init_state(x_seq[0]), x_seq)[1]

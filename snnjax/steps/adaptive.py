@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from snnjax.steps.common import Array, SpikeFn, cast_out, fire, reset, state_dtype
+from snnjax.steps.integrate_and_fire import spiking_step
 
 AdaptCharge = Callable[[Array, Array, dict, Array], Array]
 Adaptation = Callable[[Array, Array, dict], Array]
@@ -129,7 +130,21 @@ def izhikevich_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn, 
                          soft_reset=soft_reset, detach_reset=detach_reset)
 
 
+def qif_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn, soft_reset: bool,
+             detach_reset: bool) -> tuple[dict, Array]:
+    """QIF: :func:`qif_charge` (clamped), then fire and reset. Shapes ``[N, *]``."""
+    return spiking_step(state, x, params, charge=qif_charge, surrogate=surrogate,
+                        soft_reset=soft_reset, detach_reset=detach_reset)
+
+
+def eif_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn, soft_reset: bool,
+             detach_reset: bool) -> tuple[dict, Array]:
+    """EIF: :func:`eif_charge` (capped exponent, clamped), then fire and reset."""
+    return spiking_step(state, x, params, charge=eif_charge, surrogate=surrogate,
+                        soft_reset=soft_reset, detach_reset=detach_reset)
+
+
 __all__ = [
-    "adaptation_update", "adaptive_step", "clamp_membrane", "eif_charge", "izhikevich_charge",
-    "izhikevich_step", "membrane_bound", "qif_charge",
+    "adaptation_update", "adaptive_step", "clamp_membrane", "eif_charge", "eif_step",
+    "izhikevich_charge", "izhikevich_step", "membrane_bound", "qif_charge", "qif_step",
 ]

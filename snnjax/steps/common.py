@@ -54,3 +54,36 @@ def rest_level(params: dict, soft_reset: bool) -> Any:
 def cast_out(out: Array, x: Array) -> Array:
     """Spikes leave the step in the input dtype (state stays in float32 or wider)."""
     return out.astype(x.dtype) if out.dtype != x.dtype else out
+
+
+class BoundStep:
+    """A step function with its static (keyword-only) configuration bound, hashable by value.
+
+    ``BoundStep(lif_step, decay_input=True, ...)`` is ``(state, x, params) -> (state, out)``.
+    Two bindings of the same function with equal statics are equal, so the kernel cache is keyed
+    by the step and its configuration, not by the module that asked for it.
+    """
+
+    __slots__ = ("fn", "statics", "_key")
+
+    def __init__(self, fn: Callable, **statics: Any):
+        self.fn = fn
+        self.statics = statics
+        self._key = (fn, tuple(sorted(statics.items())))
+
+    def __call__(self, state: Any, x: Any, params: Any) -> tuple[Any, Any]:
+        return self.fn(state, x, params, **self.statics)
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BoundStep) and self._key == other._key
+
+    @property
+    def __name__(self) -> str:  # for the kernel generator's messages
+        return getattr(self.fn, "__name__", "step")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.statics.items())
+        return f"BoundStep({self.__name__}, {args})"

@@ -8,6 +8,7 @@ Keyword-only arguments are static structure. Bind them with ``functools.partial`
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import jax
@@ -86,6 +87,50 @@ def integrator_step(state: dict, x: Array, params: dict, *, charge: Charge) -> t
     return {"v": v_next}, cast_out(v_next, x)
 
 
+def if_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn, soft_reset: bool,
+            detach_reset: bool) -> tuple[dict, Array]:
+    """IF (also SimpleIF, HalfThresholdIF): ``H = V + X``, then fire and reset.
+
+    Params ``v_threshold``, ``v_reset``. Shapes ``[N, *]``; spike in ``x``'s dtype.
+    """
+    return spiking_step(state, x, params, charge=if_charge, surrogate=surrogate,
+                        soft_reset=soft_reset, detach_reset=detach_reset)
+
+
+def lif_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn, decay_input: bool,
+             soft_reset: bool, detach_reset: bool) -> tuple[dict, Array]:
+    """LIF: :func:`lif_charge`, then fire and reset. Params ``tau``, ``v_threshold``, ``v_reset``."""
+    charge = functools.partial(lif_charge, decay_input=decay_input, soft_reset=soft_reset)
+    return spiking_step(state, x, params, charge=charge, surrogate=surrogate,
+                        soft_reset=soft_reset, detach_reset=detach_reset)
+
+
+def plif_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn, decay_input: bool,
+              soft_reset: bool, detach_reset: bool) -> tuple[dict, Array]:
+    """Parametric LIF: :func:`plif_charge` (decay ``sigmoid(w)``), then fire and reset."""
+    charge = functools.partial(plif_charge, decay_input=decay_input, soft_reset=soft_reset)
+    return spiking_step(state, x, params, charge=charge, surrogate=surrogate,
+                        soft_reset=soft_reset, detach_reset=detach_reset)
+
+
+def simple_lif_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn,
+                    decay_input: bool, soft_reset: bool, detach_reset: bool) -> tuple[dict, Array]:
+    """SimpleLIF: :func:`simple_lif_charge`, then fire and reset."""
+    charge = functools.partial(simple_lif_charge, decay_input=decay_input)
+    return spiking_step(state, x, params, charge=charge, surrogate=surrogate,
+                        soft_reset=soft_reset, detach_reset=detach_reset)
+
+
+def nonspiking_if_step(state: dict, x: Array, params: dict) -> tuple[dict, Array]:
+    """Perfect integrator ``V = V + X``; the output is ``V``."""
+    return integrator_step(state, x, params, charge=if_charge)
+
+
+def nonspiking_lif_step(state: dict, x: Array, params: dict) -> tuple[dict, Array]:
+    """Leaky integrator ``V = V + (X - V) / tau``; the output is ``V``."""
+    return integrator_step(state, x, params, charge=nonspiking_lif_charge)
+
+
 DECODES = ("max-mem", "max-abs-mem", "mean-mem", "last_mem", "last-mem", None)
 
 
@@ -100,7 +145,8 @@ def decode_membrane(v_seq: Array, decode: str | None) -> Array:
       ``max(dim)``), not split among ties.
     * ``'max-abs-mem'``: ``M`` where ``|M| > |m|`` else ``m`` (``M``/``m`` the max/min over time).
     * ``'mean-mem'``: mean over time.
-    * ``'last_mem'`` (or ``'last-mem'``): ``V[T-1]``.
+    * ``'last_mem'`` (or ``'last-mem'``; ``'last-me'``, the spelling of the reference's
+      ``NoisyNonSpikingIFNode``): ``V[T-1]``.
     * ``None``: the whole sequence ``[T, N, *]``.
     """
     if decode is None:
@@ -114,12 +160,13 @@ def decode_membrane(v_seq: Array, decode: str | None) -> Array:
         return big * pick_big + small * (~pick_big)
     if decode == "mean-mem":
         return jnp.mean(v_seq, axis=0)
-    if decode in ("last_mem", "last-mem"):
+    if decode in ("last_mem", "last-mem", "last-me"):
         return v_seq[-1]
     raise ValueError(f"decode must be one of {DECODES}, got {decode!r}")
 
 
 __all__ = [
-    "DECODES", "decode_membrane", "if_charge", "integrator_step", "lif_charge",
-    "nonspiking_lif_charge", "plif_charge", "simple_lif_charge", "spiking_step",
+    "DECODES", "decode_membrane", "if_charge", "if_step", "integrator_step", "lif_charge",
+    "lif_step", "nonspiking_if_step", "nonspiking_lif_charge", "nonspiking_lif_step",
+    "plif_charge", "plif_step", "simple_lif_charge", "simple_lif_step", "spiking_step",
 ]
