@@ -216,5 +216,5 @@ def at_most(owner: str, name: str, value: float, bound_name: str, bound: float) 
 
 __all__ = ["Check", "all_of", "at_most", "boolean", "choice", "function", "greater", "in_range",
            "instance_of", "int_at_least", "length", "nonzero", "number", "optional_number",
-           "optional_positive_int", "optional_rngs", "ordered", "plain_function", "positive_int", "rngs",
-           "satisfies", "scalar", "surrogate"]
+           "optional_positive_int", "optional_rngs", "ordered", "plain_function", "positive_int",
+           "rngs", "satisfies", "scalar", "surrogate"]

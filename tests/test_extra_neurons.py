@@ -144,7 +144,7 @@ def test_single_step_equals_multi_step_and_elementwise(make):
 
     np.testing.assert_allclose(jax.jit(jax.grad(loss_m))(X), jax.grad(loss_s)(X), rtol=1e-5,
                                atol=1e-6)
-    kernels.check_step(m.single_step_functional, m.init_state(X[0]), X, m.params(),
+    kernels.check_step(m.bound_step(), m.init_state(X[0]), X, m.params(),
                        kernels.Config())
 
 

@@ -190,7 +190,7 @@ def test_gated_lif_previous_spike_restarts_each_call():
                                     "v_subreset")}
     cur = x[0] * (1 - jax.nn.sigmoid(m.beta.get_value())
                   * (1 - jax.nn.sigmoid(m.conduct.get_value()[0])))
-    _, first = m.single_step_functional(s0, cur, p)
+    _, first = m.bound_step()(s0, cur, p)
     np.testing.assert_array_equal(out2[0], first)
 
 
@@ -396,10 +396,10 @@ def test_steps_are_elementwise_for_fused_kernels():
     from snnjax import kernels
     for m in [neuron.KLIFNode(scale_reset=True), neuron.CUBALIFNode(v_reset=None),
               neuron.LIAFNode(jax.nn.relu, True)]:
-        kernels.check_step(m.single_step_functional, m.init_state(X[0]), X, m.params(),
+        kernels.check_step(m.bound_step(), m.init_state(X[0]), X, m.params(),
                            kernels.Config())
     g = neuron.GatedLIFNode(T=X.shape[0], rngs=nnx.Rngs(0))
     p = {k: g.params()[k] for k in ("alpha", "gamma", "tau", "v_threshold", "linear_decay",
                                     "v_subreset")}
-    kernels.check_step(g.single_step_functional, {"v": X[0] * 0, "s": X[0] * 0}, X, p,
+    kernels.check_step(g.bound_step(), {"v": X[0] * 0, "s": X[0] * 0}, X, p,
                        kernels.Config())

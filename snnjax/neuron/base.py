@@ -379,6 +379,9 @@ class MemoryModule(nnx.Module):
     @state.setter
     def state(self, state: Any) -> None:
         memories = self._unpack(state)
+        if set(memories) != {m.name for m in self._memories}:
+            raise ValueError(f"{type(self).__name__}: the state must hold the variables "
+                             f"{sorted(m.name for m in self._memories)}, got {sorted(memories)}")
         for m in self._memories:
             getattr(self, m.name).set_value(memories[m.name])
         self._data_ndims = tuple(np.ndim(memories[m.name]) for m in self._memories)

@@ -1,51 +1,38 @@
 """Further neurons: ``HalfThresholdIFNode`` (``integrate_and_fire``), ``ILIFNode`` (``ilif``) and
-``ComplementaryLIFNode`` (``lif_variants``). Mathematics in :mod:`snnjax.steps.extra`."""
+``ComplementaryLIFNode`` (``lif_variants``). Mathematics in :mod:`snnjax.steps.extra`.
+Shapes: ``step_mode='s'``: ``[N, *] -> [N, *]``; ``'m'``: ``[T, N, *] -> [T, N, *]``.
+"""
 from __future__ import annotations
 
-from typing import Any, Callable
+import functools
+from typing import Callable
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
+from snnjax import _checks as C
 from snnjax import steps
 from snnjax import surrogate as sg
-from snnjax.neuron.base import (
-    Array, BaseNode, check_bool, check_greater, check_surrogate,
-)
+from snnjax.neuron.base import Array, BaseNode
 from snnjax.neuron.integrate_and_fire import LIFNode
-from snnjax.steps import extra as extra_steps
-
-
-def _scalar(value: Any) -> Any:
-    """A one-element array (the reference accepts a scalar tensor) becomes a Python float."""
-    if hasattr(value, "shape") and not isinstance(value, (np.floating, np.integer)):
-        if np.size(value) != 1:
-            raise ValueError(f"v_threshold must be a scalar, got shape {np.shape(value)}")
-        return float(np.asarray(value).reshape(()))
-    return value
 
 
 class HalfThresholdIFNode(BaseNode):
     """Soft-reset IF neuron whose membrane starts (and restarts after ``reset()``) at ``theta / 2``.
 
     ``H = V + X``, ``S = sg(H - theta)``, ``V' = H - S * theta``; ``V[-1] = v_threshold / 2``.
-    ``v_threshold`` must be finite and > 0 (a one-element array is accepted).
-    Shapes: ``'s'``: ``[N, *] -> [N, *]``; ``'m'``: ``[T, N, *] -> [T, N, *]``.
+
+    Args:
+      v_threshold: finite and ``> 0`` (a one-element array is accepted).
+      surrogate_function, detach_reset, step_mode, store_v_seq, backend: as :class:`BaseNode`.
     """
+
+    step_fn = staticmethod(steps.if_step)
+    arg_checks = {"v_threshold": C.scalar(C.greater(0.0))}
 
     def __init__(self, v_threshold: float = 1.0, surrogate_function: Callable | None = None,
                  detach_reset: bool = False, step_mode: str = "s", store_v_seq: bool = False,
                  *, backend: str = "auto"):
-        v_threshold = check_greater("v_threshold", _scalar(v_threshold), 0.0, type(self).__name__)
         super().__init__(v_threshold, None, surrogate_function, detach_reset, step_mode,
                          store_v_seq, backend=backend)
-
-    def _initial_v(self) -> float:
-        return self.v_threshold / 2.0
-
-    def neuronal_charge(self, v: Array, x: Array, params: dict) -> Array:
-        return steps.if_charge(v, x, params)
+        self.register_memory("v", self.v_threshold / 2.0)
 
 
 class ILIFNode(LIFNode):
@@ -54,24 +41,28 @@ class ILIFNode(LIFNode):
     ``H = V - V / tau + X`` (``decay_input=False``, soft reset forced),
     ``C = round(clip(H / theta, 0, D))`` with ``D = max_spike_count`` of the
     ``MultiLevelSpikeCount`` surrogate (gradient 1 where ``grad_min <= H / theta <= grad_max``),
-    ``V' = H - C * theta``. Output ``C`` in ``{0..D}`` (input dtype). Default ``tau = 4/3``.
+    ``V' = H - C * theta``. Output ``C`` in ``{0..D}`` (input dtype).
+
+    Args:
+      tau: membrane time constant, ``> 1`` (default ``4/3``). v_threshold: as :class:`BaseNode`.
+      surrogate_function: a spiking ``MultiLevelSpikeCount`` (default ``MultiLevelSpikeCount(4)``).
+      detach_reset, step_mode, store_v_seq, backend: as :class:`BaseNode`.
     """
+
+    default_surrogate = functools.partial(sg.MultiLevelSpikeCount, 4)
+    step_fn = staticmethod(steps.ilif_step)
+    arg_checks = {"surrogate_function": C.all_of(C.surrogate, C.satisfies(
+        lambda fn: isinstance(fn, sg.MultiLevelSpikeCount) and fn.spiking,
+        "a spiking snnjax.surrogate.MultiLevelSpikeCount"))}
 
     def __init__(self, tau: float = 4.0 / 3.0, v_threshold: float = 1.0,
                  surrogate_function: Callable | None = None, detach_reset: bool = False,
                  step_mode: str = "s", store_v_seq: bool = False, *, backend: str = "auto"):
-        owner = type(self).__name__
-        fn = sg.MultiLevelSpikeCount(4) if surrogate_function is None else \
-            check_surrogate(surrogate_function, owner)
-        if not isinstance(fn, sg.MultiLevelSpikeCount) or not fn.spiking:
-            raise ValueError(f"{owner}: surrogate_function must be a spiking "
-                             f"snnjax.surrogate.MultiLevelSpikeCount, got {surrogate_function!r}")
-        super().__init__(tau, False, v_threshold, None, fn, detach_reset, step_mode, store_v_seq,
-                         backend=backend)
+        super().__init__(tau, False, v_threshold, None, surrogate_function, detach_reset,
+                         step_mode, store_v_seq, backend=backend)
 
-    def single_step_functional(self, state: dict, x: Array, params: dict) -> tuple[dict, Array]:
-        return extra_steps.ilif_step(state, x, params, surrogate=self.surrogate_function,
-                                     detach_reset=self.detach_reset)
+    def step_config(self) -> dict:
+        return {"surrogate": self.surrogate_function, "detach_reset": self.detach_reset}
 
 
 class ComplementaryLIFNode(BaseNode):
@@ -81,60 +72,42 @@ class ComplementaryLIFNode(BaseNode):
     ``V' = H - S (theta + sigmoid(M'))``; ``V``, ``M`` start at 0. Always soft-reset style, no
     ``detach_reset``. Training (``deterministic=False``, NNX ``model.train()``) uses the surrogate;
     eval (``model.eval()``) replaces a spiking surrogate by a hard Heaviside step (no gradient).
-    ``store_state_seqs=True`` keeps ``state_seqs = [v_seq, m_seq]`` (``[T, N, *]``) of multi-step
-    calls. Default surrogate ``Rect(alpha=1.0)``; ``tau`` > 1.
+
+    Args:
+      tau: ``> 1``. v_threshold: as :class:`BaseNode`.
+      surrogate_function: default ``Rect(alpha=1.0)``. step_mode, backend: as :class:`BaseNode`.
+      store_state_seqs: record ``state_seqs = [v_seq, m_seq]`` (``[T, N, *]``).
+      deterministic: keyword-only NNX train/eval flag (default ``False``: training).
     """
+
+    default_surrogate = functools.partial(sg.Rect, alpha=1.0)
+    step_fn = staticmethod(steps.clif_step)
+    param_names = ("v_threshold", "tau")
+    arg_checks = {"tau": C.greater(1.0), "store_state_seqs": C.boolean,
+                  "deterministic": C.boolean}
+    record_flag, recorded = "store_state_seqs", None
 
     def __init__(self, tau: float = 2.0, v_threshold: float = 1.0,
                  surrogate_function: Callable | None = None, step_mode: str = "s",
                  store_state_seqs: bool = False, *, backend: str = "auto",
                  deterministic: bool = False):
-        owner = type(self).__name__
-        super().__init__(v_threshold, None,
-                         sg.Rect(alpha=1.0) if surrogate_function is None else surrogate_function,
-                         False, step_mode, False, backend=backend)
-        self.tau = check_greater("tau", tau, 1.0, owner)
-        self.store_state_seqs = check_bool("store_state_seqs", store_state_seqs, owner)
-        self.deterministic = check_bool("deterministic", deterministic, owner)
+        super().__init__(v_threshold, None, surrogate_function, False, step_mode, False,
+                         backend=backend)
+        self.tau, self.store_state_seqs, self.deterministic = tau, store_state_seqs, deterministic
+        self.register_memory("m", 0.0)
 
-    @property
-    def training(self) -> bool:
-        """True unless the module was put in eval mode (``model.eval()``)."""
-        return not self.deterministic
+    training = property(lambda self: not self.deterministic)   # False after model.eval()
 
-    def params(self) -> dict:
-        return {"v_threshold": self.v_threshold, "tau": self.tau}
-
-    def init_state(self, x: Array) -> dict:
-        x = jnp.asarray(x)
-        zeros = jnp.zeros(x.shape, steps.state_dtype(x.dtype))
-        return {"v": zeros, "m": zeros}
-
-    def _spike_fn(self) -> Callable[[Array], Array]:
+    def step_config(self) -> dict:
         fn = self.surrogate_function
-        if self.training or not getattr(fn, "spiking", True):
-            return fn
-        return sg.heaviside
-
-    def single_step_functional(self, state: dict, x: Array, params: dict) -> tuple[dict, Array]:
-        return extra_steps.clif_step(state, x, params, surrogate=self._spike_fn())
+        return {"surrogate": fn if self.training or not getattr(fn, "spiking", True)
+                else sg.heaviside}
 
     @property
-    def state_seqs(self) -> list | None:
-        """``[v_seq, m_seq]`` of the last multi-step call with ``store_state_seqs=True``."""
-        seq = self.state_seq.get_value()
-        return None if seq is None else [seq["v"], seq["m"]]
-
-    def multi_step_forward(self, x_seq: Array) -> Array:
-        if not self.store_state_seqs:
-            self.state_seq.set_value(None)
-            return super().multi_step_forward(x_seq)
-        self._check_sequence(x_seq)
-        state = self._stored_state(x_seq[0])
-        seq, out = self.multi_step(state, x_seq, return_state_seq=True)
-        self.memory.set_value(jax.tree_util.tree_map(lambda a: a[-1], seq))
-        self.state_seq.set_value(seq)
-        return out
+    def state_seqs(self) -> list[Array] | None:
+        """``[v_seq, m_seq]`` of the last call(s) with ``store_state_seqs=True``."""
+        v_seq = self.recording("v")
+        return None if v_seq is None else [v_seq, self.recording("m")]
 
 
 __all__ = ["ComplementaryLIFNode", "HalfThresholdIFNode", "ILIFNode"]

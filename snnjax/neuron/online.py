@@ -8,52 +8,28 @@ like a fresh PyTorch module):
   the spike uses ``surrogate_function``;
 * eval: no detach, and the spike is a hard Heaviside step (no gradient) whatever the surrogate.
 
-Multi-step (``step_mode='m'`` or :meth:`multi_step`) is a ``lax.scan`` of that online step, so in
+Multi-step (``step_mode='m'`` or :meth:`multi_step`) is a scan of that online step, so in
 training the gradient of step ``t`` never reaches earlier steps through the membrane. The point
 is online training: take the gradient of a per-step loss inside the scan and accumulate it, so
-memory does not grow with ``T`` (see ``examples/online_training.py``).
+memory does not grow with ``T`` (see ``examples/online_training.py``). The mathematics is in
+:mod:`snnjax.steps.online`.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
-import jax.numpy as jnp
-
+from snnjax import _checks as C
 from snnjax import steps
-from snnjax.neuron.base import Array, check_bool
 from snnjax.neuron.integrate_and_fire import LIFNode
-from snnjax.steps.online import ottt_lif_step, sltt_lif_step
 
 
-class _OnlineLIFNode(LIFNode):
-    """Shared constructor of OTTT/SLTT: LIFNode plus the NNX ``deterministic`` flag."""
-
-    def __init__(self, tau: float, decay_input: bool, v_threshold: float, v_reset: float | None,
-                 surrogate_function: Callable | None, detach_reset: bool, step_mode: str,
-                 store_v_seq: bool, *, backend: str = "auto", deterministic: bool = False):
-        super().__init__(tau, decay_input, v_threshold, v_reset, surrogate_function, detach_reset,
-                         step_mode, store_v_seq, backend=backend)
-        self.deterministic = check_bool("deterministic", deterministic, type(self).__name__)
-
-    @property
-    def training(self) -> bool:
-        """True unless the module was put in eval mode (``model.eval()``)."""
-        return not self.deterministic
-
-    def _static(self) -> dict[str, Any]:
-        return dict(surrogate=self.surrogate_function, decay_input=self.decay_input,
-                    soft_reset=self.soft_reset, detach_reset=self.detach_reset,
-                    training=self.training)
-
-
-class OTTTLIFNode(_OnlineLIFNode):
+class OTTTLIFNode(LIFNode):
     """LIF neuron for Online Training Through Time (OTTT, NeurIPS 2022).
 
-    Defaults differ from :class:`LIFNode`: ``decay_input=False``, ``v_reset=None`` (soft reset),
-    ``detach_reset=True``. State ``{"v", "trace"}`` (both start at 0, ``[N, *]``). Per step::
+    Per step (``r = v_reset``, 0 with soft reset)::
 
         V' = sg(V[t-1]) (training) or V[t-1] (eval)
-        H  = V' - (V' - r) / tau + X[t]      (decay_input=False; r = V_r or 0)
+        H  = V' - (V' - r) / tau + X[t]      (decay_input=False)
         S  = Theta_sg(H - theta)  (training)  or  Heaviside(H - theta)  (eval)
         V  = H - sg(S) * theta                (soft reset, detach_reset)
         tr = sg((1 - 1/tau) * tr + S)         (training only; eval leaves the trace)
@@ -61,48 +37,58 @@ class OTTTLIFNode(_OnlineLIFNode):
     Output: training -> ``(S, tr)`` (spike with surrogate gradient, trace without); eval -> ``S``.
     Downstream, a weight layer should compute its value from ``S`` and its weight gradient from
     ``tr`` (OTTT's presynaptic trace).
-    Shapes: ``'s'``: ``[N, *]``; ``'m'``: ``[T, N, *]`` (a scan of the online step).
+
+    Args: as :class:`LIFNode`, with other defaults: ``decay_input=False``, ``v_reset=None`` (soft
+    reset), ``detach_reset=True``; plus keyword-only ``deterministic`` (NNX eval flag, default
+    ``False``). State ``v`` (initial ``v_reset``, 0 with soft reset) and ``trace`` (initial 0).
     """
+
+    step_fn = staticmethod(steps.ottt_lif_step)
+    arg_checks = {"deterministic": C.boolean}
 
     def __init__(self, tau: float = 2.0, decay_input: bool = False, v_threshold: float = 1.0,
                  v_reset: float | None = None, surrogate_function: Callable | None = None,
                  detach_reset: bool = True, step_mode: str = "s", store_v_seq: bool = False,
                  *, backend: str = "auto", deterministic: bool = False):
         super().__init__(tau, decay_input, v_threshold, v_reset, surrogate_function, detach_reset,
-                         step_mode, store_v_seq, backend=backend, deterministic=deterministic)
+                         step_mode, store_v_seq, backend=backend)
+        self.deterministic = deterministic
+        self.register_memory("trace", 0.0)
 
-    def init_state(self, x: Array) -> dict:
-        x = jnp.asarray(x)
-        dt = steps.state_dtype(x.dtype)
-        return {"v": jnp.full(x.shape, self._initial_v(), dt), "trace": jnp.zeros(x.shape, dt)}
+    training = property(lambda self: not self.deterministic)   # False after model.eval()
 
-    def single_step_functional(self, state: dict, x: Array, params: dict):
-        return ottt_lif_step(state, x, params, **self._static())
+    def step_config(self) -> dict:
+        return {**LIFNode.step_config(self), "training": self.training}
 
 
-class SLTTLIFNode(_OnlineLIFNode):
+class SLTTLIFNode(LIFNode):
     """LIF neuron for Spatial Learning Through Time (SLTT, ICCV 2023).
 
-    Defaults: ``decay_input=True``, ``v_reset=0.0`` (hard reset), ``detach_reset=True``.
-    State ``{"v"}`` (starts at ``v_reset``). Per step::
+    Per step::
 
         V' = sg(V[t-1]) (training) or V[t-1] (eval)
         H  = V' + (X[t] - (V' - V_r)) / tau
         S  = Theta_sg(H - theta)  (training)  or  Heaviside(H - theta)  (eval)
         V  = sg(S) * V_r + (1 - sg(S)) * H
 
-    Output ``S``. Shapes: ``'s'``: ``[N, *]``; ``'m'``: ``[T, N, *]`` (a scan of the online step).
+    Output ``S``.
+
+    Args: as :class:`LIFNode` (``decay_input=True``, ``v_reset=0.0``), with ``detach_reset=True``;
+    plus keyword-only ``deterministic`` (NNX eval flag, default ``False``). State ``v`` (initial
+    ``v_reset``).
     """
+
+    step_fn = staticmethod(steps.sltt_lif_step)
+    arg_checks = OTTTLIFNode.arg_checks
+    training, step_config = OTTTLIFNode.training, OTTTLIFNode.step_config
 
     def __init__(self, tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: float | None = 0.0, surrogate_function: Callable | None = None,
                  detach_reset: bool = True, step_mode: str = "s", store_v_seq: bool = False,
                  *, backend: str = "auto", deterministic: bool = False):
         super().__init__(tau, decay_input, v_threshold, v_reset, surrogate_function, detach_reset,
-                         step_mode, store_v_seq, backend=backend, deterministic=deterministic)
-
-    def single_step_functional(self, state: dict, x: Array, params: dict):
-        return sltt_lif_step(state, x, params, **self._static())
+                         step_mode, store_v_seq, backend=backend)
+        self.deterministic = deterministic
 
 
 __all__ = ["OTTTLIFNode", "SLTTLIFNode"]

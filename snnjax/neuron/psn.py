@@ -8,19 +8,17 @@ neuron.
 """
 from __future__ import annotations
 
-import numbers
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from snnjax import _checks as C
+from snnjax import steps
 from snnjax import surrogate as sg
-from snnjax.steps import psn as psn_steps
-from snnjax.neuron.base import (
-    Array, MemoryModule, check_bool, check_choice, check_number, check_surrogate,
-)
+from snnjax.neuron.base import Array, MemoryModule
 
 __all__ = ["AnnealingFactor", "MaskedPSN", "PSN", "SlidingPSN"]
 
@@ -31,44 +29,26 @@ class AnnealingFactor(nnx.Variable):
     when the training loop changes it)."""
 
 
-# --- helpers ------------------------------------------------------------------------------------
-
-def _check_positive_int(name: str, value: Any, owner: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise TypeError(f"{owner}: {name} must be a positive int, got {value!r} "
-                        f"of type {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{owner}: {name} must be a positive int (>= 1), got {value}")
-    return int(value)
-
-
-def _kaiming_uniform(rngs: nnx.Rngs | None, shape: tuple[int, ...], fan_in: int,
-                     owner: str) -> Array:
+def _kaiming_uniform(owner: str, rngs: Any, shape: tuple[int, ...], fan_in: int) -> nnx.Param:
     """``kaiming_uniform_(a=sqrt(5))``: ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, float32."""
-    if not isinstance(rngs, nnx.Rngs):
-        raise TypeError(f"{owner}: rngs must be a flax.nnx.Rngs (e.g. rngs=nnx.Rngs(0)) to draw "
-                        f"the initial weight, got {rngs!r}")
     bound = 1.0 / np.sqrt(fan_in)
-    return jax.random.uniform(rngs.params(), shape, jnp.float32, -bound, bound)
+    return nnx.Param(jax.random.uniform(C.rngs(owner, "rngs", rngs).params(), shape, jnp.float32,
+                                        -bound, bound))
 
 
-def _concrete(value: Any) -> np.ndarray | None:
-    """The value as numpy if it is concrete (not traced), else ``None``."""
-    try:
-        return np.asarray(value)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        return None
+def _check_length(module: Any, x_seq: Any) -> Array:
+    """``x_seq[T, N, *]`` with the constructor's ``T``."""
+    x_seq = MemoryModule._check_sequence(module, x_seq)
+    if x_seq.shape[0] != module.T:
+        raise ValueError(f"{type(module).__name__}: x_seq has {x_seq.shape[0]} time steps (shape "
+                         f"{tuple(x_seq.shape)}) but T = {module.T} was given at construction; "
+                         f"the sequence length must equal T")
+    return x_seq
 
 
-def _check_sequence(owner: nnx.Module, x_seq: Any, T: int | None = None) -> None:
-    MemoryModule._check_sequence(owner, x_seq)
-    if T is not None and np.shape(x_seq)[0] != T:
-        raise ValueError(f"{type(owner).__name__}: x_seq has {np.shape(x_seq)[0]} time steps "
-                         f"(shape {tuple(np.shape(x_seq))}) but T = {T} was given at "
-                         f"construction; the sequence length must equal T")
+_PSN_CHECKS = {"k": C.positive_int, "T": C.positive_int, "surrogate_function": C.surrogate,
+               "exp_init": C.boolean, "method": C.choice(steps.psn.SLIDING_METHODS)}
 
-
-# --- PSN ----------------------------------------------------------------------------------------
 
 class PSN(nnx.Module):
     """Parallel Spiking Neuron (multi-step only, non-causal).
@@ -86,64 +66,61 @@ class PSN(nnx.Module):
     ``step_mode`` (``functional.set_step_mode`` skips it) and keeps no state.
     """
 
+    param_names = ("weight", "bias")
+    arg_checks = _PSN_CHECKS
+    __setattr__, _memory_index = MemoryModule.__setattr__, MemoryModule._memory_index
+    params, _params, _check_sequence = MemoryModule.params, MemoryModule._params, _check_length
+
     def __init__(self, T: int, surrogate_function: Callable = sg.ATan(), *,
                  rngs: nnx.Rngs | None = None):
-        owner = type(self).__name__
-        self.T = _check_positive_int("T", T, owner)
-        self.surrogate_function = check_surrogate(surrogate_function, owner)
-        self.weight = nnx.Param(_kaiming_uniform(rngs, (self.T, self.T), self.T, owner))
+        self.T, self.surrogate_function = T, surrogate_function
+        self.weight = _kaiming_uniform(type(self).__name__, rngs, (self.T, self.T), self.T)
         self.bias = nnx.Param(jnp.full((self.T, 1), -1.0, jnp.float32))
 
-    def params(self) -> dict:
-        """``{"weight": [T, T], "bias": [T, 1]}`` (current values)."""
-        return {"weight": self.weight.get_value(), "bias": self.bias.get_value()}
-
-    def init_state(self, x: Array) -> dict:
+    def init_state(self, x: Any) -> dict:
         """PSN keeps no state: ``{}``."""
         return {}
 
-    def multi_step(self, state: dict, x_seq: Array, params: dict | None = None, *,
+    def multi_step(self, state: dict, x_seq: Any, params: dict | None = None, *,
                    return_state_seq: bool = False) -> tuple[dict, Array]:
         """Pure API: ``(state, x_seq[T, N, *]) -> (state, S[T, N, *])``; ``state`` is passed through.
 
         ``params`` optionally overrides ``weight`` / ``bias`` (e.g. for ``jax.grad``).
         """
-        _check_sequence(self, x_seq, self.T)
-        out = psn_steps.psn_multi_step(x_seq, MemoryModule._params(self, params),
-                                       surrogate=self.surrogate_function)
-        return state, out
+        return state, steps.psn_multi_step(self._check_sequence(x_seq), self._params(params),
+                                           surrogate=self.surrogate_function)
 
-    def __call__(self, x_seq: Array) -> Array:
+    def __call__(self, x_seq: Any) -> Array:
         return self.multi_step({}, x_seq)[1]
 
 
-# --- stateful PSNs ------------------------------------------------------------------------------
-
 class _QueuedPSN(MemoryModule):
-    """Shared part of MaskedPSN and SlidingPSN: a queue state for single-step mode that multi-step
-    calls neither read nor update (as in the reference)."""
+    """Shared part of MaskedPSN and SlidingPSN: a queue of the last ``k`` inputs for single-step
+    mode (``[k, N, *]``, zeros at first), which multi-step calls neither read nor update (as in
+    the reference). Multi-step is one product over time, never a step loop (no ``backend``)."""
 
-    def __init__(self, step_mode: str):
-        # the single step is elementwise in the neurons; multi-step never goes through the
-        # sequence engines (it is one product over time), so the backend is fixed
-        super().__init__(step_mode=step_mode, backend="scan")
+    arg_checks = _PSN_CHECKS
+    sequence_keys: ClassVar[tuple[str, ...]] = ()   # further static keywords of sequence_fn
 
-    def _multi_step_out(self, x_seq: Array, params: dict) -> Array:
-        raise NotImplementedError
+    def __init__(self, k: int, surrogate_function: Callable, step_mode: str):
+        super().__init__(step_mode, "scan")
+        self.k, self.surrogate_function = k, surrogate_function
+        self.register_memory("queue", 0.0, extra_axes=(self.k,))
 
-    def multi_step(self, state: dict, x_seq: Array, params: dict | None = None, *,
-                   return_state_seq: bool = False) -> tuple[dict, Array]:
+    def multi_step(self, state: Any, x_seq: Any, params: dict | None = None, *,
+                   return_state_seq: bool = False) -> tuple[Any, Array]:
         """Pure API: ``(state, x_seq[T, N, *]) -> (state, S[T, N, *])``.
 
         One product over time; ``state`` (the single-step queue) is returned unchanged, also with
         ``return_state_seq=True`` (there is no per-step state to record).
         """
-        self._check_sequence(x_seq)
-        return state, self._multi_step_out(x_seq, self._params(params))
+        statics = {**self.step_config(), **{k: getattr(self, k) for k in self.sequence_keys}}
+        return state, type(self).sequence_fn(self._check_sequence(x_seq), self._params(params),
+                                              **statics)
 
-    def multi_step_forward(self, x_seq: Array) -> Array:
-        """Stateful multi-step call; leaves the stored single-step state untouched."""
-        return self.multi_step({}, x_seq)[1]
+    def __call__(self, x: Any) -> Array:
+        """The stateful call; a multi-step call leaves the stored single-step state untouched."""
+        return self.multi_step({}, x)[1] if self.step_mode == "m" else super().__call__(x)
 
 
 class MaskedPSN(_QueuedPSN):
@@ -169,34 +146,34 @@ class MaskedPSN(_QueuedPSN):
     concrete; under ``jax.jit`` such a step returns NaN.
     """
 
+    step_fn = staticmethod(steps.masked_psn_step)
+    sequence_fn = staticmethod(steps.masked_psn_multi_step)
+    param_names = ("weight", "bias", "lambda_")
+
     def __init__(self, k: int, T: int, lambda_init: float = 0.0,
                  surrogate_function: Callable = sg.ATan(), step_mode: str = "s", *,
                  rngs: nnx.Rngs | None = None):
         owner = type(self).__name__
-        super().__init__(step_mode)
-        self.k = _check_positive_int("k", k, owner)
-        self.T = _check_positive_int("T", T, owner)
-        if self.k > self.T:
-            raise ValueError(f"{owner}: k must be <= T (the band cannot be wider than the "
-                             f"sequence), got k = {self.k}, T = {self.T}")
-        lambda_init = check_number("lambda_init", lambda_init, owner)
-        self.surrogate_function = check_surrogate(surrogate_function, owner)
-        self.weight = nnx.Param(_kaiming_uniform(rngs, (self.T, self.T), self.T, owner))
+        super().__init__(k, surrogate_function, step_mode)
+        self.T = T
+        C.at_most(owner, "k", self.k, "T", self.T)
+        lambda_init = C.number(owner, "lambda_init", lambda_init)
+        self.weight = _kaiming_uniform(owner, rngs, (self.T, self.T), self.T)
         self.bias = nnx.Param(jnp.full((self.T, 1), -1.0, jnp.float32))
         self._lambda_ = AnnealingFactor(jnp.asarray(lambda_init, jnp.float32))
+        self.register_memory("time_step", 0, per_neuron=False, dtype="int32")
 
     @property
     def lambda_(self) -> Array:
-        """The annealing factor (0-d float32 array)."""
+        """The annealing factor (0-d float32 array); assigning sets the variable (under
+        ``nnx.jit`` a traced value, no re-trace)."""
         return self._lambda_.get_value()
 
     @lambda_.setter
     def lambda_(self, value: Any) -> None:
-        value = jnp.asarray(value)
-        if value.shape != ():
-            raise ValueError(f"{type(self).__name__}: lambda_ must be a scalar, got shape "
-                             f"{value.shape}")
-        self._lambda_.set_value(value.astype(jnp.float32))
+        value = C.satisfies(lambda v: np.shape(v) == (), "a scalar")(type(self).__name__,
+                                                                     "lambda_", value)
+        self._lambda_.set_value(jnp.asarray(value, jnp.float32))
 
     @staticmethod
     def lambda_schedule(step: Any, anneal_steps: int, start_step: int = 0) -> Array:
@@ -207,24 +184,13 @@ class MaskedPSN(_QueuedPSN):
         ``m.lambda_ = MaskedPSN.lambda_schedule(step, anneal_steps)`` inside the training loop
         (``step`` may be traced).
         """
-        if isinstance(anneal_steps, bool) or not isinstance(anneal_steps, int) or anneal_steps < 1:
-            raise ValueError(f"MaskedPSN.lambda_schedule: anneal_steps must be a positive int, "
-                             f"got {anneal_steps!r}")
-        frac = (jnp.asarray(step, jnp.float32) - start_step) / anneal_steps
-        return jnp.clip(frac, 0.0, 1.0)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # NNX would also record ``lambda_`` as a pytree attribute of the module (changing its
-        # graph definition and forcing a re-trace); route it straight to the property setter
-        if name == "lambda_":
-            type(self).lambda_.fset(self, value)
-            return
-        super().__setattr__(name, value)
+        anneal_steps = C.positive_int("MaskedPSN.lambda_schedule", "anneal_steps", anneal_steps)
+        return jnp.clip((jnp.asarray(step, jnp.float32) - start_step) / anneal_steps, 0.0, 1.0)
 
     @property
     def mask0(self) -> Array:
         """The causal band ``M_k`` (``[T, T]`` float32)."""
-        return jnp.asarray(psn_steps.band_mask(self.T, self.k))
+        return jnp.asarray(steps.psn.band_mask(self.T, self.k))
 
     @property
     def mask1(self) -> Array:
@@ -233,34 +199,26 @@ class MaskedPSN(_QueuedPSN):
 
     def masked_weight(self) -> Array:
         """The effective mixing matrix ``W_eff`` for the current ``weight`` and ``lambda_``."""
-        return psn_steps.masked_psn_weight(self.weight.get_value(), self.lambda_, k=self.k)
+        return steps.masked_psn_weight(self.weight.get_value(), self.lambda_, k=self.k)
 
-    def params(self) -> dict:
-        """``{"weight": [T, T], "bias": [T, 1], "lambda_": 0-d}`` (current values)."""
-        return {"weight": self.weight.get_value(), "bias": self.bias.get_value(),
-                "lambda_": self.lambda_}
+    def step_config(self) -> dict:
+        return {"k": self.k, "surrogate": self.surrogate_function}
 
-    def init_state(self, x: Array) -> dict:
-        return psn_steps.masked_psn_init_state(jnp.asarray(x), k=self.k)
-
-    def single_step_functional(self, state: dict, x: Array, params: dict) -> tuple[dict, Array]:
+    def step(self, state: dict, x: Any, params: dict | None = None) -> tuple[dict, Array]:
+        """One step of the fully annealed mask (row ``time_step`` of the multi-step product)."""
         owner = type(self).__name__
-        lam = _concrete(params["lambda_"])
+        lam, t = (None if isinstance(a, jax.core.Tracer) else np.asarray(a)   # traced: NaN
+                  for a in (self._params(params)["lambda_"], state["time_step"]))
         if lam is not None and not lam >= 1:
             raise ValueError(f"{owner}: single-step mode needs the mask fully annealed "
                              f"(lambda_ >= 1), got lambda_ = {float(lam)}; use step_mode='m' "
                              f"while lambda_ < 1")
-        t = _concrete(state["time_step"])
         if t is not None and t >= self.T:
             raise OverflowError(f"{owner}: already ran T = {self.T} single steps "
                                 f"(time_step = {int(t)}); call reset() before the next sequence")
-        return psn_steps.masked_psn_step(state, x, params, k=self.k,
-                                         surrogate=self.surrogate_function)
+        return super().step(state, x, params)
 
-    def _multi_step_out(self, x_seq: Array, params: dict) -> Array:
-        _check_sequence(self, x_seq, self.T)
-        return psn_steps.masked_psn_multi_step(x_seq, params, k=self.k,
-                                               surrogate=self.surrogate_function)
+    _check_sequence = _check_length
 
 
 class SlidingPSN(_QueuedPSN):
@@ -284,36 +242,23 @@ class SlidingPSN(_QueuedPSN):
     inputs ``[k, N, *]``, zeros at first); no step limit.
     """
 
+    step_fn = staticmethod(steps.sliding_psn_step)
+    sequence_fn = staticmethod(steps.sliding_psn_multi_step)
+    sequence_keys = ("method",)
+    param_names = ("weight", "bias")
+
     def __init__(self, k: int, exp_init: bool = True, surrogate_function: Callable = sg.ATan(),
                  step_mode: str = "s", *, rngs: nnx.Rngs | None = None, method: str = "auto"):
-        owner = type(self).__name__
-        super().__init__(step_mode)
-        self.k = _check_positive_int("k", k, owner)
-        self.exp_init = check_bool("exp_init", exp_init, owner)
-        self.surrogate_function = check_surrogate(surrogate_function, owner)
-        self.method = check_choice("method", method, psn_steps.SLIDING_METHODS, owner)
-        if self.exp_init:
-            weight = jnp.asarray(psn_steps.exp_init_weight(self.k))
-        else:
-            weight = _kaiming_uniform(rngs, (1, self.k), self.k, owner)[0]
-        self.weight = nnx.Param(weight)
+        super().__init__(k, surrogate_function, step_mode)
+        self.exp_init, self.method = exp_init, method
+        self.weight = (nnx.Param(jnp.asarray(steps.psn.exp_init_weight(self.k))) if self.exp_init
+                       else _kaiming_uniform(type(self).__name__, rngs, (self.k,), self.k))
         self.bias = nnx.Param(jnp.asarray(-1.0, jnp.float32))
 
     def gen_gemm_weight(self, T: int) -> Array:
         """The ``[T, T]`` banded Toeplitz matrix of the current ``weight``."""
-        T = _check_positive_int("T", T, type(self).__name__)
-        return psn_steps.sliding_psn_gemm_weight(self.weight.get_value(), T)
+        T = C.positive_int(type(self).__name__, "T", T)
+        return steps.sliding_psn_gemm_weight(self.weight.get_value(), T)
 
-    def params(self) -> dict:
-        """``{"weight": [k], "bias": 0-d}`` (current values)."""
-        return {"weight": self.weight.get_value(), "bias": self.bias.get_value()}
-
-    def init_state(self, x: Array) -> dict:
-        return psn_steps.sliding_psn_init_state(jnp.asarray(x), k=self.k)
-
-    def single_step_functional(self, state: dict, x: Array, params: dict) -> tuple[dict, Array]:
-        return psn_steps.sliding_psn_step(state, x, params, surrogate=self.surrogate_function)
-
-    def _multi_step_out(self, x_seq: Array, params: dict) -> Array:
-        return psn_steps.sliding_psn_multi_step(x_seq, params, surrogate=self.surrogate_function,
-                                                method=self.method)
+    def step_config(self) -> dict:
+        return {"surrogate": self.surrogate_function}

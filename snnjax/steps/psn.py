@@ -106,12 +106,6 @@ def masked_psn_multi_step(x_seq: Array, params: dict, *, k: int, surrogate: Spik
     return _spikes(mix_over_time(w_eff, params["bias"], x_seq), x_seq, surrogate)
 
 
-def masked_psn_init_state(x: Array, *, k: int) -> dict:
-    """``{"time_step": 0 (int32, 0-d), "queue": zeros [k, N, *]}`` for a step input ``x[N, *]``."""
-    return {"time_step": jnp.zeros((), jnp.int32),
-            "queue": jnp.zeros((k,) + tuple(x.shape), state_dtype(x.dtype))}
-
-
 def _push(queue: Array, x: Array) -> Array:
     """Drop the oldest entry, append ``x`` as the newest (fixed length ``k``)."""
     return jnp.concatenate([queue[1:], x[None].astype(queue.dtype)], axis=0)
@@ -199,11 +193,6 @@ def sliding_psn_multi_step(x_seq: Array, params: dict, *, surrogate: SpikeFn,
     :func:`sliding_psn_potential`. ``params``: ``{"weight": [k], "bias": 0-d}``."""
     h = sliding_psn_potential(x_seq, params["weight"], params["bias"], method=method)
     return _spikes(h, x_seq, surrogate)
-
-
-def sliding_psn_init_state(x: Array, *, k: int) -> dict:
-    """``{"queue": zeros [k, N, *]}`` for a step input ``x[N, *]``."""
-    return {"queue": jnp.zeros((k,) + tuple(x.shape), state_dtype(x.dtype))}
 
 
 def sliding_psn_step(state: dict, x: Array, params: dict, *,
