@@ -342,14 +342,16 @@ class MemoryModule(nnx.Module):
                 return i
         return None
 
-    def _assign(self, index: int, value: Any) -> None:
+    def _assign(self, index: int, value: Any, exact: bool = False) -> None:
+        """Set one variable: by the user (``node.v = v0``: may broadcast to the next input) or
+        from a call (``exact``: the next input must match its shape)."""
         value = jnp.asarray(value)
         if not jnp.issubdtype(value.dtype, jnp.number) or jnp.iscomplexobj(value):
             raise TypeError(f"{type(self).__name__}: state variable {self._memories[index].name} "
                             f"must be a real array, got dtype {value.dtype}")
         getattr(self, self._memories[index].name).set_value(value)
         self._data_ndims = self._data_ndims[:index] + (value.ndim,) + self._data_ndims[index + 1:]
-        self._exact = self._exact[:index] + (False,) + self._exact[index + 1:]
+        self._exact = self._exact[:index] + (exact,) + self._exact[index + 1:]
 
     def reset(self) -> None:
         """Every state variable back to its declared initial value; recordings cleared."""
@@ -364,10 +366,7 @@ class MemoryModule(nnx.Module):
 
     def detach(self) -> None:
         """Cut gradients through the stored state (truncated BPTT)."""
-        for m in self._memories:
-            var = getattr(self, m.name)
-            var.set_value(jax.lax.stop_gradient(var.get_value()))
-        for var in self.state_seq.values():
+        for var in [getattr(self, m.name) for m in self._memories] + list(self.state_seq.values()):
             var.set_value(jax.lax.stop_gradient(var.get_value()))
 
     @property
@@ -382,10 +381,8 @@ class MemoryModule(nnx.Module):
         if set(memories) != {m.name for m in self._memories}:
             raise ValueError(f"{type(self).__name__}: the state must hold the variables "
                              f"{sorted(m.name for m in self._memories)}, got {sorted(memories)}")
-        for m in self._memories:
-            getattr(self, m.name).set_value(memories[m.name])
-        self._data_ndims = tuple(np.ndim(memories[m.name]) for m in self._memories)
-        self._exact = (True,) * len(self._memories)
+        for i, m in enumerate(self._memories):
+            self._assign(i, memories[m.name], exact=True)
 
     def _check_sequence(self, x_seq: Any) -> Any:
         owner = type(self).__name__
