@@ -188,7 +188,7 @@ def test_ilc_bf16_input_keeps_fp32_state():
 def test_ilc_bad_arguments():
     with pytest.raises(ValueError, match="act_dim must be a positive int"):
         neuron.ILCIFNode(0, 3, rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match="dec_pop_dim must be a positive int"):
+    with pytest.raises(TypeError, match="dec_pop_dim must be a positive int"):
         neuron.ILCIFNode(2, 2.5, rngs=nnx.Rngs(0))
     with pytest.raises(TypeError, match="rngs must be a flax.nnx.Rngs"):
         neuron.ILCLIFNode(2, 3, rngs=None)

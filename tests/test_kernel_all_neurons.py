@@ -98,7 +98,7 @@ def test_every_class_is_classified():
             continue
         m = build(name, "scan")
         x = jnp.ones((3, 4), jnp.float32)
-        kernels.check_step(m.single_step_functional, m.init_state(x[0]), x, m.params(),
+        kernels.check_step(m.bound_step(), m.init_state(x[0]), x, m.params(),
                            kernels.Config(interpret=True))
 
 
@@ -150,14 +150,13 @@ def test_default_residuals_are_exercised():
     strategies stay covered when the choice rule changes."""
     from snnjax.kernels.generator import _cached_plan
     from snnjax.kernels.plan import choose_residuals
-    from snnjax.neuron.base import ModuleStep
     modes = set()
     for name in ELEMENTWISE:
         m = build(name, "scan")
         x = jnp.ones((9, 37))
         s0, p = m.init_state(x[0]), m.params()
         defs = tuple(jax.tree_util.tree_structure(a) for a in (s0, x, p))
-        plan = _cached_plan(ModuleStep(m, m.single_step_functional), defs, jnp.dtype(jnp.float32),
+        plan = _cached_plan(m.bound_step(), defs, jnp.dtype(jnp.float32),
                             128, (True,) * 4, (False,) * defs[0].num_leaves, None)
         modes.add(choose_residuals(plan, "auto", x_itemsizes=(4,) * defs[1].num_leaves,
                                    out_itemsize=4, state_itemsizes=(4,) * defs[0].num_leaves,
@@ -180,7 +179,6 @@ def test_kernel_cache_follows_module_configuration():
     m.train()
     assert np.any(np.asarray(grad(m)) != 0)
     # two neurons with equal configuration share a step key; a different one does not
-    from snnjax.neuron.base import ModuleStep
     a, b, c = neuron.LIFNode(), neuron.LIFNode(), neuron.LIFNode(detach_reset=True)
-    assert ModuleStep(a, a.single_step_functional) == ModuleStep(b, b.single_step_functional)
-    assert ModuleStep(a, a.single_step_functional) != ModuleStep(c, c.single_step_functional)
+    assert a.bound_step() == b.bound_step()
+    assert a.bound_step() != c.bound_step()

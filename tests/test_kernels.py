@@ -198,12 +198,13 @@ def test_chunks_and_residual_modes(chunk, t, residuals):
     eng = functools.partial(multi_step, backend="pallas", config=cfg)
     params = {"a": jnp.float32(0.3), "b": 0.5 + jax.random.uniform(K2, (N,))}
     s0 = {"v": _rand(K1, (N,), scale=0.2), "w": _rand(K3, (N,), scale=0.1)}
-    for seq in (False, True):
-        check_against_scan(adaptive_step, s0, _rand(K0, (t, N)), params, return_state_seq=seq,
+    # state sequences with 'recompute' (the harder residual layout), final states with 'save'
+    check_against_scan(adaptive_step, s0, _rand(K0, (t, N)), params,
+                       return_state_seq=residuals == "recompute", engine=eng)
+    if chunk == 3 and t == 7:   # several inputs and outputs through both chunk layouts
+        xs = (_rand(K0, (t, N)), _rand(K3, (t, N)))
+        check_against_scan(two_in_two_out, {"v": jnp.full(N, 0.2)}, xs, {"g": jnp.float32(0.7)},
                            engine=eng)
-    xs = (_rand(K0, (t, N)), _rand(K3, (t, N)))
-    check_against_scan(two_in_two_out, {"v": jnp.full(N, 0.2)}, xs, {"g": jnp.float32(0.7)},
-                       engine=eng)
 
 
 def test_residual_choice():

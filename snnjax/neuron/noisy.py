@@ -6,32 +6,31 @@ integrator). Noise follows the NNX train/eval mode: on after ``model.train()``, 
 ``model.eval()`` (``is_training`` sets the initial mode). Randomness comes from ``nnx.Rngs``
 (stream ``'noise'``, falling back to ``'default'``), never from a global generator.
 
+The noise is a part of the neuron, the ``noise`` sub-module (:class:`ColoredNoise`); the
+reference's noise methods (``reset_noise``, ``load_colored_noise``, ...) are forwarded to it.
 Noise life-cycle (as the reference): ``reset_noise(num_rl_step)`` draws ``num_rl_step * T`` steps
 of one continuous coloured series per neuron; every training call consumes the next ``T`` steps
 (``noise_step`` advances). ``load_colored_noise(cn)`` supplies a realisation explicitly
 (``[B, T, k * num_node]``, one per sample, e.g. from a replay buffer) until ``cancel_load()``.
 
 Pure API: ``m.multi_step(state, x_seq, noise=...)`` takes the noise as an argument (in training
-mode), so it is a plain function of its inputs under ``jit`` / ``vmap`` / ``grad``.
+mode), so it is a plain function of its inputs under ``jit`` / ``vmap`` / ``grad``. The
+mathematics is :func:`snnjax.steps.population_step` (spiking, ``noisy`` static) and
+:func:`snnjax.steps.noisy_integrator_step` (non-spiking).
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from snnjax import kernels, steps
-from snnjax.neuron.base import (
-    ModuleStep,
-    Array, MemoryModule, check_bool, check_choice, check_number,
-)
-from snnjax.neuron.ilc import (
-    ConnectionFeedback, ILCConnection, PopulationNode, _CUBACharge, _check_positive_int,
-    _check_rngs,
-)
+from snnjax import _checks as C
+from snnjax import steps
+from snnjax.neuron.base import Array, BaseNode, MemoryModule, NonSpikingBaseNode, UserMethod
+from snnjax.neuron.ilc import CUBA_CHECKS, ILCBaseNode, attach_connection, init_population
 from snnjax.noise import powerlaw_psd_gaussian
 
 
@@ -43,109 +42,64 @@ class NoiseCounter(nnx.Variable):
     """Index of the RL step whose drawn noise the latest training call used (``-1``: none yet)."""
 
 
-def _noise_rng_stream(rngs: Any, owner: str) -> Any:
-    if rngs is None:
-        return nnx.data(None)
-    if isinstance(rngs, nnx.Rngs):
-        return rngs["noise"].fork()
-    if isinstance(rngs, nnx.RngStream):
-        return rngs.fork()
-    raise TypeError(f"{owner}: rngs must be a flax.nnx.Rngs, an nnx.RngStream or None, "
-                    f"got {rngs!r}")
+class ColoredNoise(nnx.Module):
+    """The noise part of a noisy neuron: drawing, storing, replaying and selecting its noise.
 
-
-def _broadcast_noise(noise: Array, x_seq: Array) -> Array:
-    """Noise ``[T, *S]`` whose per-step part broadcasts against ``x_seq``'s per-step ``[N, *]``
-    (``[T, num_node]`` shared by the batch, ``[T, B, num_node]`` per sample) -> ``x_seq.shape``."""
-    noise = jnp.asarray(noise)
-    if noise.ndim < 1 or noise.shape[0] != x_seq.shape[0] or noise.ndim > x_seq.ndim:
-        raise ValueError(f"noise must be time-first [T, *] with T = {x_seq.shape[0]} and a "
-                         f"per-step shape that broadcasts against {tuple(x_seq.shape[1:])}; "
-                         f"got shape {tuple(noise.shape)}")
-    step_shape = (1,) * (x_seq.ndim - noise.ndim) + noise.shape[1:]
-    try:
-        return jnp.broadcast_to(noise.reshape(noise.shape[:1] + step_shape), x_seq.shape)
-    except ValueError:
-        raise ValueError(f"noise of per-step shape {tuple(noise.shape[1:])} does not broadcast "
-                         f"against the input's per-step shape {tuple(x_seq.shape[1:])}") from None
-
-
-class _ColoredNoise:
-    """Drawing, storing, replaying and selecting the coloured noise (shared by every noisy node).
-
-    Internally one array holds the ``k`` noise kinds side by side on the last axis (``k = 2``:
-    membrane then spike noise; ``k = 1`` for the non-spiking node), which is also the layout of
+    One array holds the ``kinds`` noise kinds side by side on the last axis (2: membrane then
+    spike noise; 1 for the non-spiking node), which is also the layout of
     :meth:`get_colored_noise` and :meth:`load_colored_noise`.
+
+    Args:
+      num_node: neurons per step (positive int). T: time steps of one call (positive int).
+      beta: exponent of the power spectrum ``1 / f^beta`` (0: white noise).
+      rngs: ``nnx.Rngs`` (stream ``'noise'``, else ``'default'``), an ``nnx.RngStream`` or
+        ``None`` (then only :meth:`load_colored_noise` supplies noise).
+      kinds: noise kinds. owner: the neuron's class name, for messages.
+
+    Variables: ``eps`` ``[num_rl_step, T, kinds * num_node]`` (float32), ``loaded_noise``
+    ``[B, T, kinds * num_node]`` (``None`` when absent), ``noise_step`` (int32).
     """
 
-    _noise_kinds: int = 2
-
-    def _init_noise(self, num_node: int, is_training: bool, T: int, beta: float,
-                    rngs: Any) -> None:
-        owner = type(self).__name__
-        self.num_node = _check_positive_int("num_node", num_node, owner)
-        self.T = _check_positive_int("T", T, owner)
-        self.beta = check_number("beta", beta, owner)
-        # the NNX train/eval flag (model.train() / model.eval() set it)
-        self.deterministic = not check_bool("is_training", is_training, owner)
-        self.rngs = _noise_rng_stream(rngs, owner)
-        self.eps = NoiseBuffer(None)            # [num_rl_step, T, k * num_node], float32
-        self.loaded_noise = NoiseBuffer(None)   # [B, T, k * num_node]
+    def __init__(self, num_node: int, T: int, beta: float, rngs: Any, *, kinds: int,
+                 owner: str):
+        self.num_node = C.positive_int(owner, "num_node", num_node)
+        self.T = C.positive_int(owner, "T", T)
+        self.beta, self.kinds, self.owner = C.number(owner, "beta", beta), kinds, owner
+        rngs = C.optional_rngs(owner, "rngs", rngs)
+        self.rngs = nnx.data(None if rngs is None else (
+            rngs["noise"] if isinstance(rngs, nnx.Rngs) else rngs).fork())
+        self.eps, self.loaded_noise = NoiseBuffer(None), NoiseBuffer(None)
         self.noise_step = NoiseCounter(jnp.asarray(-1, jnp.int32))
-
-    # -- train / eval -----------------------------------------------------------------------
-
-    @property
-    def is_training(self) -> bool:
-        """Noise on (training) or off; an alias of ``not self.deterministic``."""
-        return not self.deterministic
-
-    @is_training.setter
-    def is_training(self, value: bool) -> None:
-        self.deterministic = not check_bool("is_training", value, type(self).__name__)
-
-    def set_view(self, deterministic: bool | None = None) -> None:
-        """Hook of ``nnx.view(model, deterministic=...)``."""
-        if deterministic is not None:
-            self.deterministic = bool(deterministic)
-
-    # -- the reference's noise API ----------------------------------------------------------
 
     def reset_noise(self, num_rl_step: int) -> None:
         """Draw ``num_rl_step`` RL steps of noise: per neuron and kind one coloured series
         (exponent ``beta``) of length ``num_rl_step * T``, cut into ``[num_rl_step, T]``; resets
-        ``noise_step`` to -1. Keys come from the module's ``rngs``."""
-        owner = type(self).__name__
-        num_rl_step = _check_positive_int("num_rl_step", num_rl_step, owner)
+        ``noise_step`` to -1."""
+        r, k, t = C.positive_int(self.owner, "num_rl_step", num_rl_step), self.num_node, self.T
         if self.rngs is None:
-            raise ValueError(f"{owner}: reset_noise needs random keys: construct the module with "
-                             f"rngs=nnx.Rngs(...) (stream 'noise' or 'default'), or supply noise "
-                             f"with load_colored_noise(cn)")
-        k, t = self.num_node, self.T
-        kinds = []
-        for _ in range(self._noise_kinds):
-            y = powerlaw_psd_gaussian(self.beta, (k, num_rl_step * t), key=self.rngs(),
-                                      dtype=jnp.float32)
-            # eps[r, t, j] = y[j, r * T + t]: one continuous series across consecutive RL steps
-            kinds.append(jnp.transpose(y.reshape(k, num_rl_step, t), (1, 2, 0)))
-        self.eps.set_value(jnp.concatenate(kinds, axis=-1))
+            raise ValueError(f"{self.owner}: reset_noise needs random keys: construct the module "
+                             f"with rngs=nnx.Rngs(...), or use load_colored_noise(cn)")
+        ys = [powerlaw_psd_gaussian(self.beta, (k, r * t), key=self.rngs(), dtype=jnp.float32)
+              for _ in range(self.kinds)]
+        # eps[r, t, j] = y[j, r * T + t]: one continuous series across consecutive RL steps
+        self.eps.set_value(jnp.concatenate(ys).reshape(self.kinds * k, r, t).transpose(1, 2, 0))
         self.noise_step.set_value(jnp.asarray(-1, jnp.int32))
 
     def get_colored_noise(self) -> Array:
-        """The drawn noise used by the latest training call, ``[T, k * num_node]``."""
-        eps = self.eps.get_value()
-        if eps is None:
-            raise ValueError(f"{type(self).__name__}: no noise drawn yet: call reset_noise first")
-        return jnp.take(eps, self.noise_step.get_value(), axis=0, mode="fill",
-                        fill_value=jnp.nan)
+        """The drawn noise used by the latest training call, ``[T, kinds * num_node]``."""
+        if self.eps.get_value() is None:
+            raise ValueError(f"{self.owner}: no noise drawn yet: call reset_noise first")
+        return self._at(self.noise_step.get_value())
 
-    def load_colored_noise(self, cn: Array) -> None:
-        """Use ``cn`` ``[B, T', k * num_node]`` (``T' >= T``; sample ``b`` gets ``cn[b]``) instead of
-        the drawn noise until :meth:`cancel_load`; ``noise_step`` does not advance meanwhile."""
-        cn = jnp.asarray(cn)
-        width = self._noise_kinds * self.num_node
+    def _at(self, step: Array) -> Array:  # NaN once the drawn noise is used up (under jit)
+        return jnp.take(self.eps.get_value(), step, axis=0, mode="fill", fill_value=jnp.nan)
+
+    def load_colored_noise(self, cn: Any) -> None:
+        """Use ``cn`` ``[B, T', kinds * num_node]`` (``T' >= T``; sample ``b`` gets ``cn[b]``)
+        instead of the drawn noise until :meth:`cancel_load`; ``noise_step`` does not advance."""
+        cn, width = jnp.asarray(cn), self.kinds * self.num_node
         if cn.ndim != 3 or cn.shape[1] < self.T or cn.shape[2] != width:
-            raise ValueError(f"{type(self).__name__}: load_colored_noise expects cn of shape "
+            raise ValueError(f"{self.owner}: load_colored_noise expects cn of shape "
                              f"[B, T >= {self.T}, {width}], got {tuple(cn.shape)}")
         self.loaded_noise.set_value(cn)
 
@@ -153,299 +107,305 @@ class _ColoredNoise:
         """Go back to the drawn noise."""
         self.loaded_noise.set_value(None)
 
-    @property
-    def eps_seq(self) -> Array | None:
-        return self.eps.get_value()
+    def split(self, cn: Array) -> tuple[Array, ...]:
+        """``[..., kinds * num_node]`` -> one ``[..., num_node]`` array per kind."""
+        return tuple(jnp.split(cn, self.kinds, axis=-1))
 
-    # -- selecting the noise of one training call -------------------------------------------
+    def drawn(self, kind: int) -> Array | None:
+        """Kind ``kind`` of the drawn noise, ``[num_rl_step, T, num_node]`` (``None`` before
+        :meth:`reset_noise`)."""
+        return None if self.eps.get_value() is None else self.split(self.eps.get_value())[kind]
 
-    def _split_kinds(self, cn: Array) -> tuple[Array, ...]:
-        k = self.num_node
-        return tuple(cn[..., i * k:(i + 1) * k] for i in range(self._noise_kinds))
-
-    def _next_noise(self) -> tuple[Array, ...] | None:
-        """The noise of this call, time first (``[T, num_node]`` drawn, ``[T, B, num_node]``
-        loaded), or ``None`` in eval mode. Advances ``noise_step`` for drawn noise."""
-        if self.deterministic:
-            return None
-        owner = type(self).__name__
-        cn = self.loaded_noise.get_value()
-        if cn is not None:
-            return self._split_kinds(jnp.swapaxes(cn[:, :self.T], 0, 1))
-        eps = self.eps.get_value()
-        if eps is None:
-            raise ValueError(f"{owner}: training mode needs noise: call reset_noise(num_rl_step) "
-                             f"or load_colored_noise(cn) first (or switch to eval mode)")
-        step = self.noise_step.get_value() + 1
-        try:
-            concrete = int(step)
-        except (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError):
-            concrete = None  # under a transform: an exhausted buffer yields NaN noise below
-        if concrete is not None and concrete >= eps.shape[0]:
-            raise IndexError(f"{owner}: all {eps.shape[0]} RL steps of drawn noise are used up; "
-                             f"call reset_noise(num_rl_step) again")
-        self.noise_step.set_value(step)
-        return self._split_kinds(jnp.take(eps, step, axis=0, mode="fill", fill_value=jnp.nan))
-
-    def _check_length(self, x_seq: Array) -> Array:
-        """The reference loops over the constructor's ``T``: extra steps are ignored."""
+    def take(self, x_seq: Array, training: bool) -> tuple[Array, tuple | None]:
+        """A stateful call's input and noise: the first ``T`` steps of ``x_seq`` (the reference
+        loops over the constructor's ``T``) and, in training, the noise kinds, time first
+        (drawn ``[T, num_node]``, advancing ``noise_step``; loaded ``[T, B, num_node]``)."""
         if x_seq.shape[0] < self.T:
-            raise ValueError(f"{type(self).__name__}: x_seq has {x_seq.shape[0]} time steps but "
-                             f"the layer runs T = {self.T} steps")
-        return x_seq[:self.T]
+            raise ValueError(f"{self.owner}: x_seq has {x_seq.shape[0]} time steps but the layer "
+                             f"runs T = {self.T} steps")
+        x_seq, cn, eps = x_seq[:self.T], self.loaded_noise.get_value(), self.eps.get_value()
+        if not training:
+            return x_seq, None
+        if cn is not None:
+            return x_seq, self.split(jnp.swapaxes(cn[:, :self.T], 0, 1))
+        if eps is None:
+            raise ValueError(f"{self.owner}: training mode needs noise: call reset_noise("
+                             f"num_rl_step) or load_colored_noise(cn) first, or model.eval()")
+        step = self.noise_step.get_value() + 1
+        # under a transform the index is traced: an exhausted buffer yields NaN noise instead
+        if not isinstance(step, jax.core.Tracer) and int(step) >= eps.shape[0]:
+            raise IndexError(f"{self.owner}: all {eps.shape[0]} RL steps of drawn noise are used "
+                             f"up; call reset_noise(num_rl_step) again")
+        self.noise_step.set_value(step)
+        return x_seq, self.split(self._at(step))
+
+    def combine(self, x: Any, noise: Any, seq: bool) -> tuple[Array, ...]:
+        """The step input ``(X, n_1, ..., n_kinds)`` of a training step (``seq=False``) or
+        sequence (:func:`snnjax.steps.broadcast_noise`)."""
+        if self.kinds == 1 and noise is not None and not isinstance(noise, tuple):
+            noise = (noise,)
+        if not isinstance(noise, (tuple, list)) or len(noise) != self.kinds:
+            raise ValueError(f"{self.owner}: in training mode the pure API needs the noise "
+                             f"{'n' if self.kinds == 1 else '(n_v, n_s)'} (e.g. from "
+                             f"get_colored_noise()) or model.eval(), got {type(noise).__name__}")
+        x = jnp.asarray(x)
+        return (x,) + tuple(steps.broadcast_noise(n, x, seq) for n in noise)
+
+
+def _forward(name: str) -> property:
+    return property(lambda self: getattr(self.noise, name),
+                    doc=f"``self.noise.{name}``: see :class:`ColoredNoise`.")
 
 
 # --- spiking noisy nodes -----------------------------------------------------------------------
 
-class NoisyBaseNode(_ColoredNoise, PopulationNode):
-    r"""Spiking layer with coloured exploration noise (abstract: define the charge).
+class NoisyBaseNode(MemoryModule):
+    r"""Spiking layer with coloured exploration noise (abstract: set the charge).
 
     Input ``x_seq`` ``[T', N, num_node]`` with ``T' >= T``; the stateful call runs the first ``T``
-    steps and returns ``[T, N, num_node]``. Per step in training mode:
+    steps from the initial state and returns ``[T, N, num_node]``. Per step in training mode:
 
     .. math:: \tilde X = X + \sigma_v n_v,\ H = \mathrm{charge}(V, \tilde X),\
               S = \Theta_{sg}(H - \theta),\ V = R(H, S),\ \mathrm{out} = S + \sigma_s n_s
 
-    (the reset uses the clean spike); in eval mode ``n_v = n_s = 0``.
+    (the reset uses the clean spike; never detached); in eval mode ``n_v = n_s = 0``.
     ``sigma_v = sigma_s = sigma_init / sqrt(num_node)`` are constants (in :meth:`params`, not
     learnable). ``sigma * n`` is computed in the noise dtype (float32 for drawn noise), as the
-    reference. Default surrogate ``Rect()``, threshold 0.5; ``v_reset=None`` gives a soft reset.
+    reference. A custom layer sets the class attribute ``charge`` or overrides
+    ``neuronal_charge(self, state, x, params) -> state``. The noise methods of the reference
+    (``reset_noise``, ``load_colored_noise``, ``cancel_load``, ``get_colored_noise``,
+    ``noise_step``, ``eps_seq``) are those of the ``noise`` part (:class:`ColoredNoise`).
+
+    Args:
+      num_node: neurons per step. is_training: initial mode (noise on). T: time steps per call.
+      sigma_init: noise scale. beta: spectrum exponent of the noise (see :class:`ColoredNoise`).
+      v_threshold: default 0.5. v_reset: reset value, or ``None`` for the soft reset.
+      surrogate_function: default ``Rect()``. rngs: noise keys (``nnx.Rngs`` or ``None``).
+      backend: ``'auto'``, ``'scan'`` or ``'pallas'``.
+
+    State: ``v`` (initial ``v_reset``, 0 with soft reset); after a call the final state.
     """
+
+    supported_step_modes = ("m",)
+    step_fn = staticmethod(steps.population_step)
+    charge: ClassVar[Callable | None] = None
+    param_names = BaseNode.param_names + ("sigma_v", "sigma_s")
+    arg_checks = {**BaseNode.arg_checks, "sigma_init": C.number, "deterministic": C.boolean}
+    neuronal_charge, step_config = ILCBaseNode.neuronal_charge, ILCBaseNode.step_config
+    num_node, T, beta, noise_step = map(_forward, ("num_node", "T", "beta", "noise_step"))
+    reset_noise, get_colored_noise, load_colored_noise, cancel_load = map(
+        _forward, ("reset_noise", "get_colored_noise", "load_colored_noise", "cancel_load"))
+    eps_seq = property(lambda self: self.noise.eps.get_value(), doc="Drawn noise (or None).")
+    eps_v_seq = property(lambda self: self.noise.drawn(0), doc="Drawn membrane noise.")
+    eps_s_seq = property(lambda self: self.noise.drawn(1), doc="Drawn spike noise.")
 
     def __init__(self, num_node: int, is_training: bool = True, T: int = 5,
                  sigma_init: float = 0.5, beta: float = 0.0, v_threshold: float = 0.5,
                  v_reset: float | None = 0.0, surrogate_function: Callable | None = None, *,
                  rngs: nnx.Rngs | None = None, backend: str = "auto"):
-        PopulationNode.__init__(self, v_threshold, v_reset, surrogate_function, backend=backend)
-        self._init_noise(num_node, is_training, T, beta, rngs)
-        self.sigma_init = check_number("sigma_init", sigma_init, type(self).__name__)
+        super().__init__("m", backend)
+        init_population(self, v_threshold, v_reset, surrogate_function)
+        self.noise = ColoredNoise(num_node, T, beta, rngs, kinds=2, owner=type(self).__name__)
+        self.is_training, self.sigma_init = is_training, sigma_init
         self.sigma_v = self.sigma_s = self.sigma_init / math.sqrt(self.num_node)
 
-    def params(self) -> dict:
-        return {**super().params(), "sigma_v": self.sigma_v, "sigma_s": self.sigma_s}
-
     @property
-    def eps_v_seq(self) -> Array | None:
-        """Drawn membrane noise ``[num_rl_step, T, num_node]``."""
-        eps = self.eps.get_value()
-        return None if eps is None else self._split_kinds(eps)[0]
+    def is_training(self) -> bool:
+        """Noise on (training) or off; an alias of ``not self.deterministic`` (the NNX flag
+        that ``model.train()`` / ``model.eval()`` set)."""
+        return not self.deterministic
 
-    @property
-    def eps_s_seq(self) -> Array | None:
-        """Drawn spike noise ``[num_rl_step, T, num_node]``."""
-        eps = self.eps.get_value()
-        return None if eps is None else self._split_kinds(eps)[1]
+    @is_training.setter
+    def is_training(self, value: bool) -> None:
+        self.deterministic = not C.boolean(type(self).__name__, "is_training", value)
 
-    def _step_kwargs(self) -> dict:
-        return {}
+    def set_view(self, deterministic: bool | None = None) -> None:
+        """Hook of ``nnx.view(model, deterministic=...)``."""
+        if deterministic is not None:
+            self.deterministic = deterministic
 
-    def _step(self, noisy: bool) -> Callable:
-        def step(state, x, params):
-            return steps.population_step(state, x, params, charge=self.neuronal_charge,
-                                         surrogate=self.surrogate_function,
-                                         soft_reset=self.soft_reset, noisy=noisy,
-                                         **self._step_kwargs())
-        return step
+    def _noisy(self, x: Any, noise: Any, seq: bool) -> Any:
+        return x if self.deterministic else self.noise.combine(x, noise, seq)
 
-    def single_step_functional(self, state: dict, x: Any, params: dict) -> tuple[dict, Array]:
-        """``x`` is ``X[t]`` (eval) or ``(X[t], n_v[t], n_s[t])`` (training)."""
-        return self._step(isinstance(x, tuple))(state, x, params)
+    def _conform(self, state: Any, x: Any, **kwargs: Any) -> Any:
+        return super()._conform(state, x[0] if isinstance(x, tuple) else x, **kwargs)
 
-    def _noise_input(self, x: Array, noise: Any, seq: bool) -> Any:
-        if self.deterministic:
-            return x  # eval: the noise is not used
-        owner = type(self).__name__
-        if noise is None:
-            raise ValueError(f"{owner}: in training mode the pure API needs the noise: pass "
-                             f"noise=(n_v, n_s) (e.g. the halves of get_colored_noise()), or call "
-                             f"model.eval() for the noiseless layer")
-        if not isinstance(noise, (tuple, list)) or len(noise) != 2:
-            raise ValueError(f"{owner}: noise must be a pair (n_v, n_s), got {type(noise).__name__}")
-        if seq:
-            return (x,) + tuple(_broadcast_noise(n, x) for n in noise)
-        return (x,) + tuple(jnp.broadcast_to(jnp.asarray(n), x.shape) for n in noise)
-
-    def step(self, state: dict, x: Array, params: dict | None = None, *,
+    def step(self, state: dict, x: Any, params: dict | None = None, *,
              noise: tuple | None = None) -> tuple[dict, Array]:
         """One step ``(state, x[N, num_node]) -> (state, out)``; in training mode ``noise`` is the
         pair ``(n_v[t], n_s[t])`` broadcastable to ``x`` (ignored in eval mode)."""
-        x = jnp.asarray(x)
-        return self.single_step_functional(state, self._noise_input(x, noise, False),
-                                           self._params(params))
+        return super().step(state, self._noisy(x, noise, False), params)
 
-    def multi_step(self, state: dict, x_seq: Array, params: dict | None = None, *,
-                   noise: tuple | None = None, return_state_seq: bool = False) -> tuple[dict, Array]:
+    def multi_step(self, state: dict, x_seq: Any, params: dict | None = None, *,
+                   noise: tuple | None = None, return_state_seq: bool = False) -> tuple:
         """All steps of ``x_seq[T, N, num_node]`` (the whole given sequence); in training mode
         ``noise = (n_v, n_s)``, each ``[T, num_node]`` (shared by the batch) or
         ``[T, N, num_node]`` (per sample); ignored in eval mode."""
-        self._check_sequence(x_seq)
-        x_seq = jnp.asarray(x_seq)
-        xs = self._noise_input(x_seq, noise, True)
-        noisy = isinstance(xs, tuple)
-        return kernels.multi_step(ModuleStep(self, self._step(noisy), noisy), state, xs,
-                                  self._params(params), backend=self.backend,
-                                  return_state_seq=return_state_seq)
+        return super().multi_step(state, self._noisy(self._check_sequence(x_seq), noise, True),
+                                  params, return_state_seq=return_state_seq)
 
-    def multi_step_forward(self, x_seq: Array) -> Array:
+    def multi_step_forward(self, x_seq: Any) -> Array:
         """The reference's forward: the first ``T`` steps from the initial state, with the next
         drawn (or the loaded) noise in training mode."""
-        self._check_sequence(x_seq)
-        x_seq = self._check_length(jnp.asarray(x_seq))
-        noise = self._next_noise()
+        x_seq, noise = self.noise.take(self._check_sequence(x_seq), not self.deterministic)
         state, out = self.multi_step(self.init_state(x_seq[0]), x_seq, noise=noise)
-        self.memory.set_value(state)
+        self._store(state)
         return out
 
 
-class NoisyCUBALIFNode(_CUBACharge, NoisyBaseNode):
-    """Noisy current-based LIF: ``C = c_decay C + X~``, ``H = v_decay V + C`` (``C`` starts at 0
-    and is never reset); see :class:`NoisyBaseNode`. Elementwise step."""
+class NoisyCUBALIFNode(NoisyBaseNode):
+    """Noisy current-based LIF: ``C = c_decay C + X~``, ``H = v_decay V + C``
+    (:func:`snnjax.steps.cuba_charge`; ``C`` starts at 0 and is never reset); see
+    :class:`NoisyBaseNode`. Elementwise step.
+
+    Args: ``num_node``, then ``c_decay``, ``v_decay`` (decay factors), then as
+    :class:`NoisyBaseNode`. State: ``v``, ``c``.
+    """
+
+    charge = staticmethod(steps.cuba_charge)
+    param_names = NoisyBaseNode.param_names + ("c_decay", "v_decay")
+    arg_checks = CUBA_CHECKS
 
     def __init__(self, num_node: int, c_decay: float = 0.5, v_decay: float = 0.75,
                  is_training: bool = True, T: int = 5, sigma_init: float = 0.5,
                  beta: float = 0.0, v_threshold: float = 0.5, v_reset: float | None = 0.0,
                  surrogate_function: Callable | None = None, *, rngs: nnx.Rngs | None = None,
                  backend: str = "auto"):
-        NoisyBaseNode.__init__(self, num_node, is_training, T, sigma_init, beta, v_threshold,
-                               v_reset, surrogate_function, rngs=rngs, backend=backend)
-        self._init_cuba(c_decay, v_decay)
+        super().__init__(num_node, is_training, T, sigma_init, beta, v_threshold, v_reset,
+                         surrogate_function, rngs=rngs, backend=backend)
+        self.c_decay, self.v_decay = c_decay, v_decay
+        self.register_memory("c", 0.0)
 
 
-class NoisyILCBaseNode(ConnectionFeedback, NoisyBaseNode):
-    r"""Noisy spiking population with the ILC recurrent connection (abstract: define the charge).
+class NoisyILCBaseNode(NoisyBaseNode):
+    r"""Noisy spiking population with the ILC recurrent connection (abstract: set the charge).
 
     ``num_node = act_dim * dec_pop_dim``; ``conn`` as :class:`snnjax.neuron.ILCBaseNode`
     (``rngs.params`` initialises it). Per step: ``X~ = X + F (+ sigma_v n_v)``, charge, fire,
     reset with the clean spike, ``out = S (+ sigma_s n_s)``, ``F' = conn(out)`` (the **noisy**
     output is fed back). The caller's input is not modified. ``lax.scan`` engine (the feedback
-    mixes neurons). Default ``v_threshold=1.0``.
+    mixes neurons).
+
+    Args: ``act_dim``, ``dec_pop_dim`` (as :class:`snnjax.neuron.ILCBaseNode`), then as
+    :class:`NoisyBaseNode` (``v_threshold=1.0`` here); ``rngs`` (an ``nnx.Rngs``) is required.
+    State: ``v``, ``feedback``.
     """
+
+    arg_checks = {"act_dim": C.positive_int, "dec_pop_dim": C.positive_int}
+    params, init_state = ILCBaseNode.params, ILCBaseNode.init_state
 
     def __init__(self, act_dim: int, dec_pop_dim: int, is_training: bool = True, T: int = 5,
                  sigma_init: float = 0.5, beta: float = 0.0, v_threshold: float = 1.0,
                  v_reset: float | None = 0.0, surrogate_function: Callable | None = None, *,
                  rngs: nnx.Rngs):
-        owner = type(self).__name__
-        act_dim = _check_positive_int("act_dim", act_dim, owner)
-        dec_pop_dim = _check_positive_int("dec_pop_dim", dec_pop_dim, owner)
-        rngs = _check_rngs(rngs, owner, "initialise conn and draw the noise")
-        NoisyBaseNode.__init__(self, act_dim * dec_pop_dim, is_training, T, sigma_init, beta,
-                               v_threshold, v_reset, surrogate_function, rngs=rngs,
-                               backend="scan")
         self.act_dim, self.dec_pop_dim = act_dim, dec_pop_dim
-        self.out_pop_dim = act_dim * dec_pop_dim
-        self.conn = ILCConnection(act_dim, dec_pop_dim, rngs=rngs)
-
-    def _step_kwargs(self) -> dict:
-        return {"dec_pop_dim": self.dec_pop_dim}
+        super().__init__(self.act_dim * self.dec_pop_dim, is_training, T, sigma_init, beta,
+                         v_threshold, v_reset, surrogate_function, rngs=rngs, backend="scan")
+        attach_connection(self, rngs)  # requires an nnx.Rngs
 
 
-class NoisyILCCUBALIFNode(_CUBACharge, NoisyILCBaseNode):
+class NoisyILCCUBALIFNode(NoisyILCBaseNode):
     """Noisy ILC current-based LIF (CUBA charge as :class:`NoisyCUBALIFNode`, feedback as
-    :class:`NoisyILCBaseNode`). Default ``v_threshold=1.0`` (unlike ``ILCCUBALIFNode``)."""
+    :class:`NoisyILCBaseNode`).
+
+    Args: ``act_dim``, ``dec_pop_dim``, ``c_decay``, ``v_decay``, then as
+    :class:`NoisyILCBaseNode` (default ``v_threshold=1.0``, unlike ``ILCCUBALIFNode``).
+    State: ``v``, ``c``, ``feedback``.
+    """
+
+    charge = staticmethod(steps.cuba_charge)
+    param_names = NoisyILCBaseNode.param_names + ("c_decay", "v_decay")
+    arg_checks = CUBA_CHECKS
 
     def __init__(self, act_dim: int, dec_pop_dim: int, c_decay: float = 0.5,
                  v_decay: float = 0.75, is_training: bool = True, T: int = 5,
                  sigma_init: float = 0.5, beta: float = 0.0, v_threshold: float = 1.0,
                  v_reset: float | None = 0.0, surrogate_function: Callable | None = None, *,
                  rngs: nnx.Rngs):
-        NoisyILCBaseNode.__init__(self, act_dim, dec_pop_dim, is_training, T, sigma_init, beta,
-                                  v_threshold, v_reset, surrogate_function, rngs=rngs)
-        self._init_cuba(c_decay, v_decay)
+        super().__init__(act_dim, dec_pop_dim, is_training, T, sigma_init, beta, v_threshold,
+                         v_reset, surrogate_function, rngs=rngs)
+        self.c_decay, self.v_decay = c_decay, v_decay
+        self.register_memory("c", 0.0)
 
 
 # --- non-spiking -------------------------------------------------------------------------------
 
-class NoisyNonSpikingBaseNode(_ColoredNoise, nnx.Module):
-    r"""Noisy non-spiking integrator layer (abstract: define :meth:`neuronal_charge`).
+class NoisyNonSpikingBaseNode(nnx.Module):
+    r"""Noisy non-spiking integrator layer (abstract: set the charge).
 
-    Input ``[T', N, num_node]`` (``T' >= T``; the first ``T`` steps are used). ``V`` starts at 0;
-    per step ``X~ = X + sigma * n`` (training only), ``V = charge(V, X~)``. Output by ``decode``:
-    ``'max-mem'``, ``'max-abs-mem'``, ``'mean-mem'``, ``'last-me'`` (the reference's spelling;
-    ``'last_mem'`` is accepted too), each ``[N, num_node]``, or ``None``: the membrane sequence
-    ``[T, N, num_node]`` (stacked; the reference returns a list). ``sigma`` is a learnable
-    ``nnx.Param`` ``[num_node]`` initialised to ``sigma_init / sqrt(num_node)``.
+    Input ``[T', N, num_node]`` (``T' >= T``; the first ``T`` steps are used). ``V`` starts at 0
+    on every call; per step ``X~ = X + sigma * n`` (training only), ``V = charge(V, X~)``.
+    Output by ``decode``: ``'max-mem'``, ``'max-abs-mem'``, ``'mean-mem'``, ``'last-me'`` (the
+    reference's spelling; ``'last_mem'`` is accepted too), each ``[N, num_node]``, or ``None``:
+    the membrane sequence ``[T, N, num_node]`` (stacked; the reference returns a list).
+    A custom layer sets the class attribute ``charge`` (``(v, x, params) -> v``) or overrides
+    ``neuronal_charge(self, v, x, params)``.
+
+    Args:
+      num_node, is_training, T, beta, rngs: as :class:`NoisyBaseNode`.
+      sigma_init: the learnable ``sigma`` (``nnx.Param`` ``[num_node]``) starts at
+        ``sigma_init / sqrt(num_node)``.
+      decode: see above. backend: ``'auto'``, ``'scan'`` or ``'pallas'``.
     """
 
-    _noise_kinds = 1
+    step_fn = staticmethod(steps.noisy_integrator_step)
+    charge: ClassVar[Callable | None] = None
+    param_names = ("sigma",)
+    arg_checks = {**NonSpikingBaseNode.arg_checks, "decode": C.choice(steps.NOISY_DECODES),
+                  "sigma_init": C.number, "deterministic": C.boolean}
+    # the integrator's protocol from NonSpikingBaseNode, the noise API from NoisyBaseNode
+    __setattr__, _memory_index = NonSpikingBaseNode.__setattr__, MemoryModule._memory_index
+    params, _params, bound_step = MemoryModule.params, MemoryModule._params, MemoryModule.bound_step
+    _check_sequence, init_state = MemoryModule._check_sequence, NonSpikingBaseNode.init_state
+    is_training, set_view = NoisyBaseNode.is_training, NoisyBaseNode.set_view
+    _noisy, eps_seq = NoisyBaseNode._noisy, NoisyBaseNode.eps_seq
+    neuronal_charge = ILCBaseNode.neuronal_charge  # abstract: (self, v, x, params) -> V here
+    num_node, T, beta, noise_step = map(_forward, ("num_node", "T", "beta", "noise_step"))
+    reset_noise, get_colored_noise, load_colored_noise, cancel_load = map(
+        _forward, ("reset_noise", "get_colored_noise", "load_colored_noise", "cancel_load"))
 
     def __init__(self, num_node: int, is_training: bool = True, T: int = 5,
                  sigma_init: float = 0.5, beta: float = 0.0, decode: str | None = None, *,
                  rngs: nnx.Rngs | None = None, backend: str = "auto"):
-        owner = type(self).__name__
-        self._init_noise(num_node, is_training, T, beta, rngs)
-        self.sigma_init = check_number("sigma_init", sigma_init, owner)
-        self.decode = check_choice("decode", decode, steps.NOISY_DECODES, owner)
-        try:
-            self.backend = kernels.check_backend(backend)
-        except ValueError as e:
-            raise ValueError(f"{owner}: {e}") from None
-        self.sigma = nnx.Param(jnp.full((self.num_node,), self.sigma_init / math.sqrt(self.num_node),
-                                        jnp.float32))
+        self.noise = ColoredNoise(num_node, T, beta, rngs, kinds=1, owner=type(self).__name__)
+        self.is_training, self.sigma_init, self.decode, self.backend = (is_training, sigma_init,
+                                                                        decode, backend)
+        self.sigma = nnx.Param(jnp.full((self.num_node,), self.sigma_init
+                                        / math.sqrt(self.num_node), jnp.float32))
 
-    def params(self) -> dict:
-        return {"sigma": self.sigma.get_value()}
+    def step_config(self) -> dict:
+        return {"charge": type(self).charge or UserMethod(self, "neuronal_charge"),
+                "noisy": not self.deterministic}
 
-    def neuronal_charge(self, v: Array, x: Array, params: dict) -> Array:
-        raise NotImplementedError(f"{type(self).__name__} must define neuronal_charge(v, x, params)")
-
-    def init_state(self, x: Array) -> dict:
-        x = jnp.asarray(x)
-        return {"v": jnp.zeros(x.shape, steps.state_dtype(x.dtype))}
-
-    def single_step_functional(self, state: dict, x: Any, params: dict) -> tuple[dict, Array]:
-        """``x`` is ``X[t]`` (eval) or ``(X[t], n[t])`` (training); returns ``(state, V[t])``."""
-        return steps.noisy_integrator_step(state, x, params, charge=self.neuronal_charge,
-                                           noisy=isinstance(x, tuple))
-
-    def _params(self, params: dict | None) -> dict:
-        return MemoryModule._params(self, params)
-
-    def _noise_input(self, x: Array, noise: Any, seq: bool) -> Any:
-        if self.deterministic:
-            return x
-        if noise is None:
-            raise ValueError(f"{type(self).__name__}: in training mode the pure API needs the "
-                             f"noise: pass noise=n (e.g. get_colored_noise()), or call "
-                             f"model.eval() for the noiseless layer")
-        n = _broadcast_noise(noise, x) if seq else jnp.broadcast_to(jnp.asarray(noise), x.shape)
-        return (x, n)
-
-    def step(self, state: dict, x: Array, params: dict | None = None, *,
+    def step(self, state: dict, x: Any, params: dict | None = None, *,
              noise: Array | None = None) -> tuple[dict, Array]:
-        """One integration step; ``noise`` ``n[t]`` broadcastable to ``x`` in training mode."""
-        x = jnp.asarray(x)
-        return self.single_step_functional(state, self._noise_input(x, noise, False),
-                                           self._params(params))
+        """One integration step ``-> (state, V[t])``; ``noise`` ``n[t]`` broadcastable to ``x``
+        in training mode."""
+        return NonSpikingBaseNode.step(self, state, self._noisy(x, noise, False), params)
 
-    def multi_step(self, state: dict, x_seq: Array, params: dict | None = None, *,
+    def multi_step(self, state: dict, x_seq: Any, params: dict | None = None, *,
                    noise: Array | None = None) -> tuple[dict, Array]:
         """Integrate all of ``x_seq[T, N, num_node]``; returns ``(final_state, decoded)``.
         ``noise`` (training mode): ``[T, num_node]`` or ``[T, N, num_node]``."""
-        MemoryModule._check_sequence(self, x_seq)
-        x_seq = jnp.asarray(x_seq)
-        final, v_seq = kernels.multi_step(ModuleStep(self, self.single_step_functional), state,
-                                          self._noise_input(x_seq, noise, True),
-                                          self._params(params), backend=self.backend)
-        return final, steps.decode_noisy_membrane(v_seq, self.decode)
+        return NonSpikingBaseNode.multi_step(
+            self, state, self._noisy(self._check_sequence(x_seq), noise, True), params)
 
-    def __call__(self, x_seq: Array) -> Array:
+    def __call__(self, x_seq: Any) -> Array:
         """The reference's forward: the first ``T`` steps from ``V = 0``, decoded."""
-        MemoryModule._check_sequence(self, x_seq)
-        x_seq = self._check_length(jnp.asarray(x_seq))
-        noise = self._next_noise()
-        return self.multi_step(self.init_state(x_seq[0]), x_seq,
-                               noise=None if noise is None else noise[0])[1]
+        x_seq, noise = self.noise.take(self._check_sequence(x_seq), not self.deterministic)
+        return self.multi_step(self.init_state(x_seq[0]), x_seq, noise=noise)[1]
 
 
 class NoisyNonSpikingIFNode(NoisyNonSpikingBaseNode):
     """Noisy perfect integrator: ``V[t] = V[t-1] + X[t] + sigma * n[t]`` (noise in training only);
-    see :class:`NoisyNonSpikingBaseNode`."""
+    see :class:`NoisyNonSpikingBaseNode`.
 
-    def neuronal_charge(self, v: Array, x: Array, params: dict) -> Array:
-        return steps.if_charge(v, x, params)
+    Args: as :class:`NoisyNonSpikingBaseNode`.
+    """
+
+    charge = staticmethod(steps.if_charge)
 
 
-__all__ = ["NoiseBuffer", "NoiseCounter", "NoisyBaseNode", "NoisyCUBALIFNode",
+__all__ = ["ColoredNoise", "NoiseBuffer", "NoiseCounter", "NoisyBaseNode", "NoisyCUBALIFNode",
            "NoisyILCBaseNode", "NoisyILCCUBALIFNode", "NoisyNonSpikingBaseNode",
            "NoisyNonSpikingIFNode"]

@@ -28,4 +28,4 @@ from snnjax.steps.flexsn import core_step, flexsn_step
 from snnjax.steps.ilc import (
     ilc_connection, ilc_if_charge, ilc_lif_charge, noise_term, population_step,
 )
-from snnjax.steps.noisy import NOISY_DECODES, noisy_integrator_step
+from snnjax.steps.noisy import broadcast_noise, NOISY_DECODES, noisy_integrator_step

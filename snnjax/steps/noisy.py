@@ -1,8 +1,8 @@
-"""Noisy neurons of SpikingJelly's ``neuron.noisy`` as pure steps.
+"""The noisy non-spiking integrator of SpikingJelly's ``neuron.noisy`` as a pure step.
 
-The spiking ones (``NoisyCUBALIFNode``, ``NoisyILCCUBALIFNode``) run
-:func:`snnjax.steps.ilc.population_step` with ``noisy=True``; this file adds the noisy
-non-spiking integrator and its decoding. No Flax imports.
+The spiking noisy neurons (``NoisyCUBALIFNode``, ``NoisyILCCUBALIFNode``) run
+:func:`snnjax.steps.ilc.population_step` with ``noisy=True``. The integrator's membrane sequence
+is decoded by :func:`snnjax.steps.decode_membrane`. No Flax imports.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from snnjax.steps.common import Array
-from snnjax.steps.integrate_and_fire import Charge, decode_membrane, integrator_step
+from snnjax.steps.integrate_and_fire import Charge, integrator_step
 
 # 'last-me' is the reference's spelling; 'last_mem' / 'last-mem' are accepted as the same thing
 NOISY_DECODES = ("max-mem", "max-abs-mem", "mean-mem", "last-me", "last_mem", "last-mem", None)
@@ -32,17 +32,24 @@ def noisy_integrator_step(state: dict, x: Any, params: dict, *, charge: Charge,
     return integrator_step(state, x, params, charge=charge)
 
 
-def decode_noisy_membrane(v_seq: Array, decode: str | None) -> Array:
-    """Decode a membrane sequence ``[T, N, *]`` as ``NoisyNonSpikingBaseNode``.
+def broadcast_noise(noise: Any, x: Array, seq: bool) -> Array:
+    """One noise kind of a step or sequence, broadcast to the input's shape.
 
-    ``'max-mem'``, ``'max-abs-mem'``, ``'mean-mem'`` (``[N, *]``); ``'last-me'`` (also
-    ``'last_mem'``, ``'last-mem'``): ``V[T-1]``; ``None``: the stacked sequence ``[T, N, *]``.
+    ``seq=True``: ``noise`` is time-first ``[T, *S]``, its per-step part broadcast against
+    ``x``'s per-step ``[N, *]`` (``[T, num_node]`` shared by the batch, ``[T, B, num_node]`` per
+    sample); ``seq=False``: ``noise`` broadcastable to ``x``. Returns ``x.shape``.
     """
-    if decode not in NOISY_DECODES:
-        raise ValueError(f"decode must be one of {NOISY_DECODES}, got {decode!r}")
-    if decode == "last-me":
-        decode = "last_mem"
-    return decode_membrane(jnp.asarray(v_seq), decode)
+    noise = jnp.asarray(noise)
+    if seq and (noise.ndim < 1 or noise.shape[0] != x.shape[0] or noise.ndim > x.ndim):
+        raise ValueError(f"noise must be time-first [T, *] with T = {x.shape[0]} and a per-step "
+                         f"shape broadcastable to {tuple(x.shape[1:])}, got {noise.shape}")
+    if seq:  # per-step axes aligned after T: [T, K] -> [T, 1, K]
+        noise = noise.reshape(noise.shape[:1] + (1,) * (x.ndim - noise.ndim) + noise.shape[1:])
+    try:
+        return jnp.broadcast_to(noise, x.shape)
+    except ValueError:
+        raise ValueError(f"noise of shape {noise.shape} does not broadcast against the input's "
+                         f"shape {tuple(x.shape)}") from None
 
 
-__all__ = ["NOISY_DECODES", "decode_noisy_membrane", "noisy_integrator_step"]
+__all__ = ["NOISY_DECODES", "broadcast_noise", "noisy_integrator_step"]
