@@ -16,51 +16,12 @@ def _cases(classes):
     return [n for c in classes for n in case_names(c)]
 
 
-def test_every_core_class_has_golden_cases():
-    for c in SPIKING + NONSPIKING:
-        assert case_names(c), c
 
 
-@pytest.mark.parametrize("name", _cases(SPIKING))
-def test_spiking_golden(name):
-    case = load_case(name)
-    cls = getattr(neuron, case.meta["class"])
-    with precision(case):
-        module = cls(**case.kwargs, step_mode="m", backend="scan")
-        check_module_case(module, case)
 
 
-@pytest.mark.parametrize("name", _cases(SPIKING))
-def test_spiking_golden_stateful_call(name):
-    """``module(x)`` in both step modes gives the golden output and final membrane."""
-    case = load_case(name)
-    cls = getattr(neuron, case.meta["class"])
-    if "v_init" in case or "param_w" in case and case.meta["kwargs"].get("init_tau", 2.0) != 2.0:
-        pytest.skip("needs a non-default initial state / parameter")
-    with precision(case):
-        x = jnp.asarray(case["x"])
-        m = cls(**case.kwargs, step_mode="m")
-        assert_close(m(x), case["out"], case, "binary", "out (stateful, m)")
-        assert_close(m.v, case["v_final"], case, "value", "v (stateful, m)")
-        s = cls(**case.kwargs, step_mode="s")
-        outs = [s(x[t]) for t in range(x.shape[0])]
-        assert_close(jnp.stack(outs), case["out"], case, "binary", "out (stateful, s)")
-        assert_close(s.v, case["v_final"], case, "value", "v (stateful, s)")
 
 
-@pytest.mark.parametrize("name", _cases(NONSPIKING))
-def test_nonspiking_golden(name):
-    case = load_case(name)
-    cls = getattr(neuron, case.meta["class"])
-    with precision(case):
-        module = cls(**case.kwargs)
-        x = jnp.asarray(case["x"])
-        f = jax.jit(lambda p: {"out": module(p["x"])})
-        assert_close(f({"x": x})["out"], case["out"], case, "value", "out")
-        vjp_check(f, {"x": x}, {"out": case["gout"]}, case, {"x": "grad_x"})
-        _, v_seq = kernels.multi_step(module.bound_step(), module.init_state(x[0]), x,
-                                      module.params(), backend="scan")
-        assert_close(v_seq, case["v_seq"], case, "value", "v_seq")
 
 
 def test_reference_vectors_fp32():

@@ -149,6 +149,7 @@ def test_vmapped_stack_scan_over_layers_and_reset_keeps_layer_axis():
     assert stack.v.shape == (L,) and float(jnp.abs(stack.v.get_value()).sum()) == 0.0
 
 
+@jax.default_matmul_precision("float32")   # GPUs default to TF32: per-step vs batched matmuls
 def test_scan_over_time_with_the_model_in_the_carry():
     x = _x()
     model_s = Net("s", rngs=nnx.Rngs(0), record=False)   # a growing v_seq cannot be a carry

@@ -33,72 +33,14 @@ def _single_step_capable(case):
         case.meta["class"] == "MaskedPSN" and float(case["lambda_"]) >= 1)
 
 
-def test_every_class_has_golden_cases():
-    for c in CLASSES:
-        assert case_names(c), c
-    assert len(CASES) == 10
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_golden(name):
-    """Jitted multi-step spikes, gradients w.r.t. x, weight, bias; single step T times."""
-    case = load_case(name)
-    with precision(case):
-        module = _build(case)
-        check_module_case(module, case, check_single_step=_single_step_capable(case))
 
 
-@pytest.mark.parametrize("name", case_names("MaskedPSN"))
-def test_golden_masks(name):
-    case = load_case(name)
-    with precision(case):
-        module = _build(case)
-        _load_params(module, case)
-        assert_close(module.mask0, case["mask0"], case, "binary", "mask0")
-        assert_close(module.mask1, case["mask1"], case, "binary", "mask1")
-        assert_close(module.masked_weight(), case["masked_weight"], case, "value",
-                     "masked_weight")
-        np.testing.assert_array_equal(np.asarray(module.lambda_, np.float64), case["lambda_"])
 
 
-@pytest.mark.parametrize("name", [n for n in CASES if _single_step_capable(load_case(n))])
-def test_golden_single_step_gradients(name):
-    """Gradients through T single steps equal the reference's (multi-step) gradients."""
-    case = load_case(name)
-    with precision(case):
-        module = _build(case)
-        x = jnp.asarray(case["x"])
-
-        @jax.jit
-        def run(p):                          # module.step T times (under lax.scan)
-            step = lambda state, xt: module.step(state, xt, p["params"])
-            return {"out": jax.lax.scan(step, module.init_state(p["x"][0]), p["x"])[1]}
-
-        primals = {"x": x, "params": learnable_params(case)}
-        assert_close(run(primals)["out"], case["out"], case, "binary", "out (single-step)")
-        vjp_check(run, primals, {"out": case["gout"]}, case,
-                  {"x": "grad_x", ("params", "weight"): "grad_param_weight",
-                   ("params", "bias"): "grad_param_bias"})
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_golden_stateful_call(name):
-    """``module(x)`` in every step mode the class has, parameters loaded into the module."""
-    case = load_case(name)
-    with precision(case):
-        x = jnp.asarray(case["x"])
-        over = {} if case.meta["class"] == "PSN" else {"step_mode": "m"}
-        m = _build(case, **over)
-        _load_params(m, case)
-        assert_close(m(x), case["out"], case, "binary", "out (stateful, m)")
-        if _single_step_capable(case):
-            s = _build(case, step_mode="s")
-            _load_params(s, case)
-            outs = [s(x[t]) for t in range(x.shape[0])]
-            assert_close(jnp.stack(outs), case["out"], case, "binary", "out (stateful, s)")
-            assert s.queue.shape == (s.k,) + x.shape[1:]
-            s.reset()
-            assert s.queue.shape == () and float(s.queue) == 0  # back to its initial value
 
 
 # --- spec section 7 reference vectors (float32) -------------------------------------------------
