@@ -5,7 +5,7 @@ File format: ``tests/golden/README.md``. Typical use::
     case = load_case("LIFNode__default")
     with precision(case):
         module = neuron.LIFNode(step_mode="m", **case.kwargs)
-        check_module_case(module, case)
+        golden_checks.check_pure(module, case)   # see tests/golden_checks.py
 """
 from __future__ import annotations
 
@@ -145,52 +145,3 @@ def learnable_params(case: Case) -> dict:
     return {k[len("param_"):]: jnp.asarray(case[k]) for k in case.keys("param_")}
 
 
-def check_module_case(module: Any, case: Case, *, check_single_step: bool = True,
-                      out_kind: str | None = None) -> None:
-    """Full check of a single-output ``MemoryModule``-style neuron against one golden case.
-
-    Multi-step (jitted) outputs, every ``<state>_seq`` / ``<state>_final`` in the file, gradients
-    w.r.t. ``x``, the ``<state>_init`` arrays and the ``param_*`` values; then the single-step
-    path (``module.step`` T times) and the stateful call ``module(x)`` for equality.
-    """
-    x = jnp.asarray(case["x"])
-    state0 = initial_state(module, case, x[0])
-    params = learnable_params(case)
-    out_kind = out_kind or ("binary" if is_binary(case["out"]) else "value")
-
-    @jax.jit
-    def run(primals):
-        seq, out = module.multi_step(primals["state"], primals["x"], primals["params"],
-                                     return_state_seq=True)
-        return {"out": out, "seq": seq}
-
-    primals = {"x": x, "state": state0, "params": params}
-    res = run(primals)
-    assert res["out"].dtype == x.dtype, f"{case.name}: output dtype {res['out'].dtype} != {x.dtype}"
-    assert_close(res["out"], case["out"], case, out_kind, "out")
-    for name, seq in res["seq"].items():
-        if f"{name}_seq" in case:
-            assert_close(seq, case[f"{name}_seq"], case, "value", f"{name}_seq")
-        if f"{name}_final" in case:
-            assert_close(seq[-1], case[f"{name}_final"], case, "value", f"{name}_final")
-
-    if "gout" in case:
-        grad_keys = {"x": "grad_x"}
-        for name in state0:
-            if f"grad_{name}_init" in case:
-                grad_keys[("state", name)] = f"grad_{name}_init"
-        for name in params:
-            if f"grad_param_{name}" in case:
-                grad_keys[("params", name)] = f"grad_param_{name}"
-        vjp_check(lambda p: {"out": run(p)["out"]}, primals, {"out": case["gout"]}, case, grad_keys)
-
-    if check_single_step:
-        step = jax.jit(module.step)
-        state, outs = state0, []
-        for t in range(x.shape[0]):
-            state, o = step(state, x[t], params)
-            outs.append(o)
-        assert_close(jnp.stack(outs), case["out"], case, out_kind, "out (single-step)")
-        for name, value in state.items():
-            if f"{name}_final" in case:
-                assert_close(value, case[f"{name}_final"], case, "value", f"{name}_final (single-step)")

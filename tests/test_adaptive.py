@@ -9,7 +9,8 @@ import pytest
 
 from snnjax import neuron, steps, surrogate
 from snnjax.neuron import AdaptBaseNode
-from golden_utils import assert_close, case_names, check_module_case, load_case, precision
+from golden_utils import case_names, precision
+from golden_checks import QuadraticAdaptNode
 
 CLASSES = ["IzhikevichNode", "QIFNode", "EIFNode"]
 CASES = [n for c in CLASSES for n in case_names(c)]
@@ -23,22 +24,6 @@ CASES = [n for c in CLASSES for n in case_names(c)]
 
 # --- AdaptBaseNode through a subclass --------------------------------------------------------
 
-class QuadraticAdaptNode(AdaptBaseNode):
-    """A user subclass: only the charge (written here independently) and its extra constants."""
-
-    def __init__(self, tau=2.0, v_c=0.8, a0=1.0, v_threshold=1.0, v_reset=0.0, v_rest=-0.1,
-                 w_rest=0.0, tau_w=2.0, a=0.0, b=0.0, surrogate_function=None,
-                 detach_reset=False, step_mode="s", store_v_seq=False):
-        super().__init__(v_threshold, v_reset, v_rest, w_rest, tau_w, a, b, surrogate_function,
-                         detach_reset, step_mode, store_v_seq, backend="scan")
-        self.tau, self.v_c, self.a0 = tau, v_c, a0
-
-    def params(self):
-        return {**super().params(), "tau": self.tau, "v_c": self.v_c, "a0": self.a0}
-
-    def neuronal_charge(self, v, x, params, w):
-        drive = x - w + params["a0"] * (v - params["v_rest"]) * (v - params["v_c"])
-        return v + drive / params["tau"]
 
 
 

@@ -2,11 +2,9 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
-from snnjax import kernels, neuron
-from golden_utils import (assert_close, case_names, check_module_case, load_case, precision,
-                          vjp_check)
+from snnjax import neuron
+from golden_utils import case_names
 
 SPIKING = ["IFNode", "LIFNode", "ParametricLIFNode", "SimpleIFNode", "SimpleLIFNode"]
 NONSPIKING = ["NonSpikingIFNode", "NonSpikingLIFNode"]

@@ -6,8 +6,7 @@ import pytest
 from flax import nnx
 
 from snnjax import neuron, surrogate
-from golden_utils import (assert_close, case_names, learnable_params, load_case, precision,
-                          vjp_check)
+from golden_utils import case_names
 
 DSR = case_names("DSRIFNode") + case_names("DSRLIFNode")
 ONLINE = case_names("OTTTLIFNode") + case_names("SLTTLIFNode")

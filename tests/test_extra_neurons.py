@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from snnjax import kernels, neuron, surrogate
-from golden_utils import assert_close, case_names, check_module_case, load_case, precision
+from golden_utils import case_names, load_case
 
 CLASSES = ["HalfThresholdIFNode", "ILIFNode", "ComplementaryLIFNode"]
 CASES = [n for c in CLASSES for n in case_names(c)]

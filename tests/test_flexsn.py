@@ -5,30 +5,15 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from snnjax import neuron, surrogate
-from golden_utils import assert_close, load_case, precision, vjp_check
-
-SIG = surrogate.Sigmoid(alpha=4.0)
-ATAN = surrogate.ATan(alpha=2.0)
+from snnjax import neuron
+from golden_checks import SIG, lif_core, plif_core, two_input_core
 
 
-def lif_core(x, v):
-    h = v + (x - v) / 2.0
-    s = SIG(h - 1.0)
-    return s, h * (1.0 - s)
 
 
-def plif_core(x, v, w):
-    h = v + (x - v) * jax.nn.sigmoid(w)
-    s = ATAN(h - 1.0)
-    return s, h - s
 
 
-def two_input_core(x, y, v, c):
-    c2 = 0.5 * c + y
-    h = 0.75 * v + x + c2
-    s = SIG(h - 1.0)
-    return s, h, h * (1.0 - s), c2
+
 
 
 BACKENDS = ["scan", "pallas"]

@@ -8,8 +8,8 @@ from flax import nnx
 
 from snnjax import functional, neuron, surrogate
 from snnjax.noise import powerlaw_psd_gaussian
-from golden_utils import (assert_close, case_names, check_module_case, is_binary, learnable_params,
-                          load_case, precision, vjp_check)
+from golden_utils import assert_close, case_names, is_binary, learnable_params, load_case, precision, vjp_check
+from golden_checks import _pure_noise
 
 ILC = ["ILCIFNode", "ILCLIFNode", "ILCCUBALIFNode"]
 NOISY_SPIKING = ["NoisyCUBALIFNode", "NoisyILCCUBALIFNode"]
@@ -35,26 +35,8 @@ def _set_params(m, case):
         m.sigma.set_value(jnp.asarray(case["param_sigma"]))
 
 
-def _reference_cn(m, case):
-    """The noise of a training case in the reference's load_colored_noise layout [B, T, k*K]."""
-    if "cn" in case:
-        return jnp.asarray(case["cn"])
-    if "noise_v" in case:
-        return jnp.concatenate([case["noise_v"], case["noise_s"]], axis=-1)[None]
-    return jnp.asarray(case["noise"])[None]
 
 
-def _pure_noise(m, case):
-    """The same noise for the pure API: time first, split into kinds."""
-    if m.deterministic:
-        return None
-    if "noise_v" in case:
-        return (jnp.asarray(case["noise_v"]), jnp.asarray(case["noise_s"]))
-    if "noise" in case:
-        return jnp.asarray(case["noise"])
-    cn = jnp.swapaxes(jnp.asarray(case["cn"]), 0, 1)  # [T, B, k*K]: per-sample noise
-    k = m.num_node
-    return (cn[..., :k], cn[..., k:]) if cn.shape[-1] == 2 * k else cn
 
 
 

@@ -9,8 +9,7 @@ import pytest
 from flax import nnx
 
 from snnjax import neuron, surrogate
-from golden_utils import (assert_close, case_names, check_module_case, learnable_params,
-                          load_case, precision)
+from golden_utils import case_names, load_case, precision
 
 STEP_CLASSES = ["KLIFNode", "CUBALIFNode", "LIAFNode"]
 STEP_CASES = [n for c in STEP_CLASSES for n in case_names(c)]

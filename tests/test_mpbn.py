@@ -6,8 +6,7 @@ import pytest
 from flax import nnx
 
 from snnjax import neuron
-from golden_utils import (assert_close, case_names, learnable_params, load_case, precision,
-                          vjp_check)
+from golden_utils import case_names
 
 CASES = case_names("MPBNLIFNode")
 
@@ -24,38 +23,10 @@ def _build(case, step_mode="m"):
     return m
 
 
-def _stats(case, when):
-    """The statistics of the file (``when`` = 'before' / 'after') as the step's ``stats`` dict."""
-    s = {}
-    if f"bn_running_mean_{when}" in case:
-        s["running_mean"] = jnp.asarray(case[f"bn_running_mean_{when}"])
-        s["running_var"] = jnp.asarray(case[f"bn_running_var_{when}"])
-        s["num_batches_tracked"] = jnp.asarray(case[f"bn_num_batches_tracked_{when}"], jnp.int32)
-    if f"fold_mu_{when}" in case:
-        s["mu"] = jnp.asarray(case[f"fold_mu_{when}"])
-        s["sigma2"] = jnp.asarray(case[f"fold_sigma2_{when}"])
-        s["bn_momentum"] = jnp.asarray(case.meta[f"bn_momentum_{when}"])
-    return s
 
 
-def _check_stats(actual, case, what):
-    expected = _stats(case, "after")
-    assert set(actual) == set(expected), (set(actual), set(expected))
-    for k, e in expected.items():
-        if k == "num_batches_tracked":
-            assert int(actual[k]) == int(e), f"{case.name}: {what} {k}"
-        else:
-            assert_close(actual[k], np.asarray(e), case, "value", f"{what} {k}")
 
 
-def _load_into(m, case):
-    """Put the file's parameters and 'before' statistics into the module's variables."""
-    for k, val in learnable_params(case).items():
-        var = getattr(m.vbn, k[len("vbn_"):]) if k.startswith("vbn_") else getattr(m, k)
-        var.set_value(val)
-    for k, val in _stats(case, "before").items():
-        var = getattr(m.vbn, k) if m.vbn is not None and hasattr(m.vbn, k) else getattr(m, k)
-        var.set_value(val)
 
 
 

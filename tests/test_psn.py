@@ -7,8 +7,7 @@ from flax import nnx
 
 from snnjax import functional, neuron, steps
 from snnjax import surrogate as sg
-from golden_utils import (assert_close, case_names, check_module_case, learnable_params,
-                          load_case, precision, vjp_check)
+from golden_utils import case_names, learnable_params
 
 CLASSES = ["PSN", "MaskedPSN", "SlidingPSN"]
 CASES = [n for c in CLASSES for n in case_names(c)]

@@ -3,7 +3,6 @@
 import dataclasses
 import glob
 import json
-import math
 import os
 
 import jax
