@@ -8,9 +8,12 @@ check runs at construction and whenever the attribute is reassigned (``node.tau 
 """
 from __future__ import annotations
 
+import inspect
 import numbers
 from typing import Any, Callable
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 Check = Callable[[str, str, Any], Any]
@@ -218,3 +221,62 @@ __all__ = ["Check", "all_of", "at_most", "boolean", "choice", "function", "great
            "instance_of", "int_at_least", "length", "nonzero", "number", "optional_number",
            "optional_positive_int", "optional_rngs", "ordered", "plain_function", "positive_int",
            "rngs", "satisfies", "scalar", "surrogate"]
+
+
+# --- inputs (checked at trace time) ------------------------------------------------------------
+
+def as_input(x: Any, owner: str) -> Any:
+    """Python lists and NumPy arrays become JAX arrays; complex inputs are rejected."""
+    x = jax.tree_util.tree_map(jnp.asarray, x)
+    for leaf in jax.tree_util.tree_leaves(x):
+        if jnp.issubdtype(leaf.dtype, jnp.complexfloating):
+            raise TypeError(f"{owner}: complex inputs are not supported, got dtype {leaf.dtype}")
+    return x
+
+
+def sequence_input(owner: str, x_seq: Any) -> Any:
+    """A multi-step input (every leaf time-first ``[T, N, *]``, ``T >= 1``) as arrays."""
+    x_seq = as_input(x_seq, owner)
+    for leaf in jax.tree_util.tree_leaves(x_seq):
+        if leaf.ndim < 2:
+            raise ValueError(f"{owner}: multi-step input (step_mode='m') must be time-first "
+                             f"[T, N, *] with at least 2 dimensions, got shape {leaf.shape}")
+        if leaf.shape[0] == 0:
+            raise ValueError(f"{owner}: multi-step input has T = 0 time steps (T >= 1 needed)")
+    return x_seq
+
+
+# --- FlexSN cores ------------------------------------------------------------------------------
+
+def core_input_count(core: Callable, num_states: int, num_static: int) -> int:
+    """Number of step inputs of a SpikingJelly-style FlexSN core, counted like the reference:
+    positional parameters (defaulted ones included) minus states minus static inputs;
+    keyword-only parameters are ignored."""
+    kinds = [p.kind for p in inspect.signature(core).parameters.values()]
+    if inspect.Parameter.VAR_POSITIONAL in kinds:
+        raise TypeError("FlexSN: core must not take *args; list its inputs, states and static "
+                        "inputs as positional parameters")
+    n_pos = sum(k <= inspect.Parameter.POSITIONAL_OR_KEYWORD for k in kinds)  # positional ones
+    if (n_in := n_pos - num_states - num_static) <= 0:
+        raise ValueError(f"FlexSN: core must accept at least one step input; it has {n_pos} "
+                         f"positional parameters for num_states={num_states} and "
+                         f"{num_static} static inputs")
+    return n_in
+
+
+def core_output_count(core: Callable, num_args: int, num_states: int) -> int:
+    """Number of outputs of a FlexSN core, found by running it on unit arrays of shape (1,)."""
+    unit = jax.ShapeDtypeStruct((1,), jnp.float32)
+    try:
+        res = jax.eval_shape(lambda *a: core(*a), *([unit] * num_args))
+    except Exception as e:  # the reference re-raises construction-time failures the same way
+        raise RuntimeError(f"FlexSN: core must run on construction-time unit arrays of shape (1,); "
+                           f"it raised {type(e).__name__}: {e}") from e
+    res = tuple(res) if isinstance(res, (tuple, list)) else (res,)
+    if len(res) < num_states:
+        raise ValueError(f"FlexSN: core returned {len(res)} values but num_states={num_states}; "
+                         f"it must return (*outputs, *new_states)")
+    if not all(jnp.issubdtype(r.dtype, jnp.floating) for r in res):
+        raise ValueError(f"FlexSN: every value core returns must be floating point, got "
+                         f"{[str(r.dtype) for r in res]} (cast spikes: (h >= 1).astype(h.dtype))")
+    return len(res) - num_states

@@ -22,6 +22,8 @@ from snnjax import kernels, steps
 from snnjax import surrogate as sg
 from snnjax.steps.common import BoundStep
 
+as_input = C.as_input
+
 Array = jax.Array
 STEP_MODES = ("s", "m")
 
@@ -56,15 +58,6 @@ class Memory:
 
 def _shape(a: Any) -> tuple:
     return tuple(np.shape(a))
-
-
-def as_input(x: Any, owner: str) -> Any:
-    """Python lists and NumPy arrays become JAX arrays; complex inputs are rejected."""
-    x = jax.tree_util.tree_map(jnp.asarray, x)
-    for leaf in jax.tree_util.tree_leaves(x):
-        if jnp.issubdtype(leaf.dtype, jnp.complexfloating):
-            raise TypeError(f"{owner}: complex inputs are not supported, got dtype {leaf.dtype}")
-    return x
 
 
 @functools.lru_cache(maxsize=None)
@@ -385,15 +378,7 @@ class MemoryModule(nnx.Module):
             self._assign(i, memories[m.name], exact=True)
 
     def _check_sequence(self, x_seq: Any) -> Any:
-        owner = type(self).__name__
-        x_seq = as_input(x_seq, owner)
-        for leaf in jax.tree_util.tree_leaves(x_seq):
-            if leaf.ndim < 2:
-                raise ValueError(f"{owner}: multi-step input (step_mode='m') must be time-first "
-                                 f"[T, N, *] with at least 2 dimensions, got shape {leaf.shape}")
-            if leaf.shape[0] == 0:
-                raise ValueError(f"{owner}: multi-step input has T = 0 time steps (T >= 1 needed)")
-        return x_seq
+        return C.sequence_input(type(self).__name__, x_seq)
 
 
 # --- spiking bases -----------------------------------------------------------------------------
@@ -403,9 +388,11 @@ _TEMPLATE_METHODS = ("neuronal_fire", "neuronal_reset", "single_step_forward",
                      "jit_eval_single_step_forward", "jit_eval_multi_step_forward")
 
 
-def _adopt_user_overrides(cls: type) -> None:
-    """Class creation of a ported neuron: a ``neuronal_charge`` override becomes the charge of
-    the step; SpikingJelly's other template methods cannot be adapted and are refused here."""
+def _adopt_user_overrides(cls: type, **kwargs: Any) -> None:
+    """``__init_subclass__`` of the spiking bases: in a ported neuron a ``neuronal_charge``
+    override becomes the charge of the step; SpikingJelly's other template methods cannot be
+    adapted and are refused here."""
+    super(MemoryModule, cls).__init_subclass__(**kwargs)
     if cls.__module__.startswith("snnjax."):
         return
     for name in _TEMPLATE_METHODS:
@@ -417,6 +404,12 @@ def _adopt_user_overrides(cls: type) -> None:
                 f"with self.register_memory(name, init) and return the statics from "
                 f"step_config(); or use neuron.FlexSN.from_step(step, init_state); or override "
                 f"only neuronal_charge(self, x) (or neuronal_charge(self, v, x, params)).")
+
+
+def _init_spiking(node: MemoryModule, v_threshold: Any, v_reset: Any, surrogate: Any,
+                  detach_reset: Any) -> None:
+    node.v_threshold, node.v_reset, node.detach_reset = v_threshold, v_reset, detach_reset
+    node.surrogate_function = type(node).default_surrogate() if surrogate is None else surrogate
 
 
 class BaseNode(MemoryModule):
@@ -452,17 +445,11 @@ class BaseNode(MemoryModule):
                  surrogate_function: Callable | None = None, detach_reset: bool = False,
                  step_mode: str = "s", store_v_seq: bool = False, *, backend: str = "auto"):
         super().__init__(step_mode, backend)
-        self.v_threshold = v_threshold
-        self.v_reset = v_reset
-        self.surrogate_function = (type(self).default_surrogate() if surrogate_function is None
-                                   else surrogate_function)
-        self.detach_reset = detach_reset
+        _init_spiking(self, v_threshold, v_reset, surrogate_function, detach_reset)
         self.store_v_seq = store_v_seq
         self.register_memory("v", 0.0 if self.v_reset is None else self.v_reset)
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        _adopt_user_overrides(cls)
+    __init_subclass__ = classmethod(lambda cls, **kw: _adopt_user_overrides(cls, **kw))
 
     @property
     def soft_reset(self) -> bool:
@@ -503,15 +490,10 @@ class SimpleBaseNode(MemoryModule):
                  surrogate_function: Callable | None = None, detach_reset: bool = False,
                  step_mode: str = "s", *, backend: str = "auto"):
         super().__init__(step_mode, backend)
-        self.v_threshold = v_threshold
-        self.v_reset = v_reset
-        self.surrogate_function = sg.Sigmoid() if surrogate_function is None else surrogate_function
-        self.detach_reset = detach_reset
+        _init_spiking(self, v_threshold, v_reset, surrogate_function, detach_reset)
         self.register_memory("v", 0.0)
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        _adopt_user_overrides(cls)
+    __init_subclass__ = vars(BaseNode)["__init_subclass__"]
 
 
 # --- non-spiking base --------------------------------------------------------------------------

@@ -13,7 +13,6 @@ kernels on GPU (``backend='auto'`` or ``'pallas'``) and ``lax.scan`` elsewhere.
 """
 from __future__ import annotations
 
-import inspect
 import numbers
 from typing import Any, Callable, Sequence
 
@@ -23,47 +22,13 @@ import numpy as np
 from flax import nnx
 
 from snnjax import _checks as C
-from snnjax import kernels, steps
+from snnjax import steps
+from snnjax.kernels.flexsn_kernel import FlexSNKernel
 from snnjax.neuron.base import Array, MemoryModule, as_input
 
 
 class StaticInput(nnx.Variable):
     """A non-learnable static input of a FlexSN core (SpikingJelly registers it as a buffer)."""
-
-
-def core_input_count(core: Callable, num_states: int, num_static: int) -> int:
-    """Number of step inputs of a SpikingJelly-style core, counted like the reference.
-
-    Positional parameters (defaulted ones included) minus states minus static inputs;
-    keyword-only parameters are ignored.
-    """
-    kinds = [p.kind for p in inspect.signature(core).parameters.values()]
-    if inspect.Parameter.VAR_POSITIONAL in kinds:
-        raise TypeError("FlexSN: core must not take *args; list its inputs, states and static "
-                        "inputs as positional parameters")
-    n_pos = sum(k <= inspect.Parameter.POSITIONAL_OR_KEYWORD for k in kinds)  # positional ones
-    if (n_in := n_pos - num_states - num_static) <= 0:
-        raise ValueError(f"FlexSN: core must accept at least one step input; it has {n_pos} "
-                         f"positional parameters for num_states={num_states} and "
-                         f"{num_static} static inputs")
-    return n_in
-
-
-def _count_outputs(core: Callable, num_args: int, num_states: int) -> int:
-    unit = jax.ShapeDtypeStruct((1,), jnp.float32)
-    try:
-        res = jax.eval_shape(lambda *a: core(*a), *([unit] * num_args))
-    except Exception as e:  # the reference re-raises construction-time failures the same way
-        raise RuntimeError(f"FlexSN: core must run on construction-time unit arrays of shape (1,); "
-                           f"it raised {type(e).__name__}: {e}") from e
-    res = tuple(res) if isinstance(res, (tuple, list)) else (res,)
-    if len(res) < num_states:
-        raise ValueError(f"FlexSN: core returned {len(res)} values but num_states={num_states}; "
-                         f"it must return (*outputs, *new_states)")
-    if not all(jnp.issubdtype(r.dtype, jnp.floating) for r in res):
-        raise ValueError(f"FlexSN: every value core returns must be floating point, got "
-                         f"{[str(r.dtype) for r in res]} (cast spikes: (h >= 1).astype(h.dtype))")
-    return len(res) - num_states
 
 
 def _static(owner: str, name: str, value: Any) -> nnx.Variable:
@@ -125,8 +90,8 @@ class FlexSN(MemoryModule):
             setattr(self, f"_static_input_{i}", _static("FlexSN", f"static_inputs[{i}]", s))
         self.num_static_inputs = len(statics)
         self.param_names = tuple(f"_static_input_{i}" for i in range(self.num_static_inputs))
-        self.num_inputs = core_input_count(core, self.num_states, self.num_static_inputs)
-        self.num_outputs = _count_outputs(core, self.num_inputs + self.num_states
+        self.num_inputs = C.core_input_count(core, self.num_states, self.num_static_inputs)
+        self.num_outputs = C.core_output_count(core, self.num_inputs + self.num_states
                                           + self.num_static_inputs, self.num_states)
         self.store_state_seqs = store_state_seqs
         self._tree = jax.tree_util.tree_structure((0,) * self.num_states)
@@ -220,39 +185,4 @@ class NativeFlexSN(MemoryModule):
         return self.init_state_fn(as_input(x, type(self).__name__))
 
 
-class FlexSNKernel:
-    """The low-level callable around the generated kernels (no module state).
-
-    ``FlexSNKernel(core, num_inputs, num_states, num_outputs, num_static_inputs=0,
-    store_state_seqs=False, backend='auto')`` then
-    ``kernel(*input_seqs, *initial_states, *static_inputs) -> (*output_seqs, *final_states)``,
-    or ``(*output_seqs, *state_seqs)`` with ``store_state_seqs=True``. Input sequences are
-    ``[T, N, *]``; states and static inputs ``[N, *]`` (static inputs may also be scalars).
-    Differentiable w.r.t. every argument (``jax.custom_vjp`` around the kernels).
-    """
-
-    def __init__(self, core: Callable, num_inputs: int, num_states: int, num_outputs: int,
-                 num_static_inputs: int = 0, store_state_seqs: bool = False, *,
-                 backend: str = "auto"):
-        owner = type(self).__name__
-        self.num_inputs = C.int_at_least(1)(owner, "num_inputs", num_inputs)
-        self.num_states, self.num_outputs, self.num_static_inputs = (
-            C.int_at_least(0)(owner, name, value) for name, value in (
-                ("num_states", num_states), ("num_outputs", num_outputs),
-                ("num_static_inputs", num_static_inputs)))
-        self.store_state_seqs = C.boolean(owner, "store_state_seqs", store_state_seqs)
-        self.backend = C.choice(kernels.BACKENDS)(owner, "backend", backend)
-        self.step = steps.BoundStep(steps.core_step, core=C.plain_function(owner, "core", core),
-                              num_outputs=self.num_outputs)
-
-    def __call__(self, *args: Array) -> tuple:
-        n_i, n_s, n_p = self.num_inputs, self.num_states, self.num_static_inputs
-        if len(args) != n_i + n_s + n_p:
-            raise ValueError(f"FlexSNKernel: expected {n_i} input sequence(s), {n_s} state(s) and "
-                             f"{n_p} static input(s) ({n_i + n_s + n_p} arrays), got {len(args)}")
-        xs = MemoryModule._check_sequence(self, tuple(args[:n_i]))
-        states, statics = args[n_i:n_i + n_s], args[n_i + n_s:]
-        res_state, outs = kernels.multi_step(self.step, tuple(states), xs, tuple(statics),
-                                             backend=self.backend,
-                                             return_state_seq=self.store_state_seqs)
-        return tuple(outs) + tuple(res_state)
+__all__ = ["FlexSN", "FlexSNKernel", "NativeFlexSN", "StaticInput"]

@@ -191,12 +191,7 @@ class GatedLIFNode(MemoryModule):
                              f"[T, N, C={self.inplane}, *] (channels on axis 2), got shape {shape}")
 
     def _broadcast(self, p: Array, step_ndim: int, leading: int) -> Array:
-        """Channel-wise ``(*lead, C)`` -> ``(*lead, 1, C, 1, ...)`` for a ``[N, C, *]`` step."""
-        p = jnp.asarray(p)
-        if self.inplane is None:  # layer-wise: a scalar (per step for conduct)
-            return p.reshape(p.shape + (1,) * step_ndim) if leading else p
-        lead, c = p.shape[:leading], p.shape[leading:]
-        return p.reshape(lead + (1,) + c + (1,) * (step_ndim - 2))
+        return steps.gated_lif_layout(p, step_ndim, leading, self.inplane is not None)
 
     def multi_step(self, state: dict, x_seq: Any, params: dict | None = None, *,
                    return_state_seq: bool = False) -> tuple[dict, Array]:

@@ -20,7 +20,7 @@ from snnjax.steps.adaptive import (
     izhikevich_step, membrane_bound, qif_charge, qif_step,
 )
 from snnjax.steps.lif_variants import (
-    cuba_charge, cuba_lif_step, gated_lif_input, gated_lif_step, GATED_LIF_STEP_PARAMS, klif_step,
+    cuba_charge, cuba_lif_step, gated_lif_input, gated_lif_layout, gated_lif_step, GATED_LIF_STEP_PARAMS, klif_step,
     liaf_step,
 )
 from snnjax.steps.extra import clif_step, ilif_step

@@ -91,6 +91,17 @@ def liaf_step(state: dict, x: Array, params: dict, *, act: Callable[[Array], Arr
 GATED_LIF_STEP_PARAMS = ("alpha", "gamma", "tau", "v_threshold", "linear_decay", "v_subreset")
 
 
+def gated_lif_layout(p: Array, step_ndim: int, leading: int, channelwise: bool) -> Array:
+    """A GLIF parameter ``(*lead, C)`` (``leading`` axes, e.g. 1 for the per-step ``conduct``) laid
+    out for a ``[N, C, *]`` step of ``step_ndim`` axes: ``(*lead, 1, C, 1, ...)``; layer-wise
+    (``channelwise=False``) a scalar (per step: ``(*lead, 1, ...)``)."""
+    p = jnp.asarray(p)
+    if not channelwise:
+        return p.reshape(p.shape + (1,) * step_ndim) if leading else p
+    lead, c = p.shape[:leading], p.shape[leading:]
+    return p.reshape(lead + (1,) + c + (1,) * (step_ndim - 2))
+
+
 def gated_lif_input(x_seq: Array, beta: Array, conduct: Array) -> Array:
     """GLIF's gated input current for the whole sequence (it does not depend on the state).
 
@@ -126,6 +137,6 @@ def gated_lif_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn) -
 
 
 __all__ = [
-    "GATED_LIF_STEP_PARAMS", "cuba_lif_step", "gated_lif_input", "gated_lif_step", "klif_step",
+    "GATED_LIF_STEP_PARAMS", "cuba_lif_step", "gated_lif_input", "gated_lif_layout", "gated_lif_step", "klif_step",
     "liaf_step",
 ]
