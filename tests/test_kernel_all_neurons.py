@@ -124,9 +124,11 @@ def compare(name, dtype, shape, config=None, traced_params=True):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol * scale, err_msg=f"{name} gradients")
 
 
-# float32 for every class; the two low-precision dtypes alternate between classes (CI time)
+# CI time: float32 for every class; low precision for every other class (bf16 and fp16
+# alternating), the forced saved-residual strategy for the remaining classes
 DTYPE_CASES = [(n, "float32") for n in ELEMENTWISE] + [
-    (n, ("bfloat16", "float16")[i % 2]) for i, n in enumerate(ELEMENTWISE)]
+    (n, ("bfloat16", "float16")[i % 4 // 2]) for i, n in enumerate(ELEMENTWISE) if i % 2 == 0]
+SAVED_RESIDUAL_CASES = [n for i, n in enumerate(ELEMENTWISE) if i % 2 == 1]
 
 
 @pytest.mark.parametrize("name,dtype", DTYPE_CASES)
@@ -141,7 +143,7 @@ def test_pallas_matches_scan(name, dtype):
             traced_params=f32)
 
 
-@pytest.mark.parametrize("name", ELEMENTWISE)
+@pytest.mark.parametrize("name", SAVED_RESIDUAL_CASES)
 def test_pallas_matches_scan_saved_residuals(name):
     """The other residual strategy, forced (the default picks 'recompute' for nearly every
     class): saved rows, 3-step chunks (T = 7: a remainder of 1, then two full chunks) and several
