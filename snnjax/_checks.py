@@ -47,6 +47,16 @@ def greater(bound: float) -> Check:
     return check
 
 
+def at_least(bound: float) -> Check:
+    """A finite number ``>= bound``."""
+    def check(owner: str, name: str, value: Any) -> float:
+        value = number(owner, name, value)
+        if not value >= bound:
+            _fail(ValueError, owner, name, f">= {bound}", value)
+        return value
+    return check
+
+
 def nonzero(owner: str, name: str, value: Any) -> float:
     value = number(owner, name, value)
     if value == 0.0:
@@ -217,7 +227,8 @@ def at_most(owner: str, name: str, value: float, bound_name: str, bound: float) 
                          f"{bound_name}={bound}")
 
 
-__all__ = ["Check", "all_of", "at_most", "boolean", "choice", "function", "greater", "in_range",
+__all__ = ["Check", "all_of", "as_input", "at_least", "at_most", "core_input_count",
+           "core_output_count", "sequence_input", "boolean", "choice", "function", "greater", "in_range",
            "instance_of", "int_at_least", "length", "nonzero", "number", "optional_number",
            "optional_positive_int", "optional_rngs", "ordered", "plain_function", "positive_int",
            "rngs", "satisfies", "scalar", "surrogate"]
@@ -226,12 +237,20 @@ __all__ = ["Check", "all_of", "at_most", "boolean", "choice", "function", "great
 # --- inputs (checked at trace time) ------------------------------------------------------------
 
 def as_input(x: Any, owner: str) -> Any:
-    """Python lists and NumPy arrays become JAX arrays; complex inputs are rejected."""
-    x = jax.tree_util.tree_map(jnp.asarray, x)
-    for leaf in jax.tree_util.tree_leaves(x):
+    """The input policy, the same on every backend: Python lists (nested too) and NumPy arrays
+    become JAX arrays (a tuple holds several inputs); integer and boolean inputs are cast to
+    float32 (the neurons' float dtype; floating inputs keep theirs); complex inputs are
+    rejected."""
+    x = jnp.asarray(x) if isinstance(x, list) else jax.tree_util.tree_map(jnp.asarray, x)
+
+    def conform(leaf: Any) -> Any:
         if jnp.issubdtype(leaf.dtype, jnp.complexfloating):
             raise TypeError(f"{owner}: complex inputs are not supported, got dtype {leaf.dtype}")
-    return x
+        if not jnp.issubdtype(leaf.dtype, jnp.floating):   # int / bool
+            return leaf.astype(jnp.float32)
+        return leaf
+
+    return jax.tree_util.tree_map(conform, x)
 
 
 def sequence_input(owner: str, x_seq: Any) -> Any:

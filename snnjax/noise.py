@@ -103,6 +103,8 @@ def powerlaw_psd_gaussian_from_normals(exponent: Any, z_real: Array, z_imag: Arr
                          f"[*batch, n // 2 + 1 = {nf}], got {z_real.shape} and {z_imag.shape}")
     f, dc_is_zero = _spectral_scale(n, fmin)
     beta = _concrete_float(exponent)
+    if beta is not None and not np.isfinite(beta):
+        raise ValueError(f"powerlaw_psd_gaussian: exponent must be a finite number, got {beta}")
     if dc_is_zero and beta is not None and beta > 0:
         # the reference silently returns inf here (0 ** (-exponent / 2))
         raise ValueError(f"powerlaw_psd_gaussian: with an odd series length (n={n}) and "

@@ -53,6 +53,16 @@ class Entry:
     not_kernel: dict = dataclasses.field(default_factory=dict)
     # kernel-path cases known to disagree with the reference (strict xfail, with the reason)
     kernel_xfail: dict = dataclasses.field(default_factory=dict)
+    # per-step input shape [N, *] of the default instance (population classes fix the last axis)
+    step_shape: tuple = (2, 5)
+    # why the non-finite policy has an exception for this class (None: it follows it fully)
+    nonfinite_exception: str | None = None
+    # every output step depends on every input step (a NaN anywhere reaches all of them)
+    mixes_time: bool = False
+
+    @property
+    def is_neuron(self) -> bool:
+        return not self.abstract and self.elementwise != NOT_A_NEURON
 
     @property
     def cls(self) -> type:
@@ -95,9 +105,10 @@ def E(name: str, **kw: Any) -> Entry:
     return Entry(name, **kw)
 
 
+NOT_A_NEURON = "not a neuron module"
 ABSTRACT = dict(abstract=True, elementwise="abstract base: no dynamics of its own")
 ILC_REASON = "inter-layer connection: a linear map across neurons inside the step"
-NOT_A_NEURON = "not a neuron module"
+ILC = dict(kwargs=dict(act_dim=2, dec_pop_dim=3), rngs=0, step_shape=(2, 6))
 
 ENTRIES: tuple[Entry, ...] = (
     # --- abstract bases ----------------------------------------------------------------------
@@ -166,40 +177,45 @@ ENTRIES: tuple[Entry, ...] = (
     E("DSRLIFNode", check=gc.check_dsr,
       elementwise="whole-sequence forward with a rate-based custom_vjp"),
     # --- PSN family (was test_psn) -----------------------------------------------------------
-    E("PSN", kwargs=dict(T=4), rngs=0, check=gc.check_psn,
+    E("PSN", mixes_time=True, kwargs=dict(T=4), rngs=0, check=gc.check_psn,
       elementwise="a [T, T] matrix product over time, not a recurrence"),
-    E("MaskedPSN", kwargs=dict(k=2, T=4), rngs=0, check=gc.check_psn,
+    E("MaskedPSN", mixes_time=True, kwargs=dict(k=2, T=4), rngs=0, check=gc.check_psn,
       elementwise="a masked [T, T] matrix product over time"),
-    E("SlidingPSN", kwargs=dict(k=3), check=gc.check_psn,
+    E("SlidingPSN", mixes_time=True, kwargs=dict(k=3), check=gc.check_psn,
       elementwise="a causal convolution over time"),
     # --- FlexSN (was test_flexsn) ------------------------------------------------------------
     E("FlexSN", kwargs=dict(core=gc.lif_core, num_states=1), check=gc.check_flexsn,
+      nonfinite_exception="a user-written step: its own arithmetic decides what +-inf give",
       extra_cases=("LIFNode__atan",),
       kernel_cases=("FlexSN__lif_core", "FlexSN__plif_core_static_param",
                     "FlexSN__two_inputs_two_outputs")),
     E("NativeFlexSN",
       kwargs=dict(step=gc.native_lif_step, init_state=gc.native_lif_init, params={"tau": 2.0}),
+      nonfinite_exception="a user-written step: its own arithmetic decides what +-inf give",
       no_golden="FlexSN.from_step's module; the reference has no such class (its golden data "
                 "are FlexSN's)"),
     # --- MPBN (was test_mpbn) ----------------------------------------------------------------
-    E("MPBNLIFNode", kwargs=dict(out_features=4), check=gc.check_mpbn,
+    E("MPBNLIFNode", kwargs=dict(out_features=4), check=gc.check_mpbn, step_shape=(3, 4),
+      nonfinite_exception="batch statistics over an infinite value are NaN, as in any batch "
+                          "norm: an inf input makes its whole channel NaN",
       elementwise="batch normalisation reduces over the batch inside the step"),
     # --- ILC and noisy (was test_ilc_noisy) --------------------------------------------------
-    E("ILCIFNode", kwargs=dict(act_dim=2, dec_pop_dim=3), rngs=0, check=gc.check_ilc,
+    E("ILCIFNode", **ILC, check=gc.check_ilc,
       elementwise=ILC_REASON),
-    E("ILCLIFNode", kwargs=dict(act_dim=2, dec_pop_dim=3), rngs=0, check=gc.check_ilc,
+    E("ILCLIFNode", **ILC, check=gc.check_ilc,
       elementwise=ILC_REASON),
-    E("ILCCUBALIFNode", kwargs=dict(act_dim=2, dec_pop_dim=3), rngs=0, check=gc.check_ilc,
+    E("ILCCUBALIFNode", **ILC, check=gc.check_ilc,
       elementwise=ILC_REASON),
-    E("NoisyCUBALIFNode", kwargs=dict(num_node=37, is_training=False), rngs=0,
+    E("NoisyCUBALIFNode", kwargs=dict(num_node=37, is_training=False), rngs=0, step_shape=(2, 37),
       check=gc.check_noisy_spiking, kernel_cases=("NoisyCUBALIFNode__eval",),
       kernel_xfail={"NoisyCUBALIFNode__train": (
           "float32 noise in a float64 run: lax.scan (like the reference) multiplies "
           "sigma * noise in float32 (weakly typed Python-float params), the kernel promotes the "
           "noise to float64 first; out differs by ~2e-8")}),
-    E("NoisyILCCUBALIFNode", kwargs=dict(act_dim=2, dec_pop_dim=3), rngs=0,
+    E("NoisyILCCUBALIFNode", **dict(ILC, kwargs=dict(act_dim=2, dec_pop_dim=3, is_training=False)),
       check=gc.check_noisy_spiking, elementwise=ILC_REASON),
     E("NoisyNonSpikingIFNode", kwargs=dict(num_node=37, is_training=False), rngs=0,
+      step_shape=(2, 37),
       check=gc.check_noisy_nonspiking, kernel_cases=("NoisyNonSpikingIFNode__eval",)),
 )
 
@@ -243,6 +259,23 @@ def golden_cases(kernel_only: bool = False, all_cases: bool | None = None
 def case_id(e: Entry, name: str) -> str:
     """Test id of a case: the case name, prefixed with the entry for cases of another class."""
     return name if name.split("__")[0] == e.name else f"{e.name}-{name}"
+
+
+def ctor_params(cls: type) -> dict:
+    """The constructor's named parameters (``inspect.signature(cls)`` of an NNX module shows only
+    ``*args, **kwargs``), following ``*args, **kwargs`` forwarding up the MRO."""
+    out: dict = {}
+    for klass in cls.__mro__:
+        init = vars(klass).get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters
+        for name, p in params.items():
+            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                out.setdefault(name, p)
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            break
+    return out
 
 
 def build(e: Entry, backend: str | None = None, **overrides: Any) -> Any:

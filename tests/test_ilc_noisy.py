@@ -403,6 +403,6 @@ def test_noisy_bad_arguments():
         functional.set_step_mode(m, "s")
     ilc = neuron.NoisyILCCUBALIFNode(2, 2, rngs=nnx.Rngs(0))
     assert ilc.num_node == 4 and ilc.v_threshold == 1.0
-    with pytest.raises(ValueError, match="act_dim \\* dec_pop_dim = 4"):
+    with pytest.raises(ValueError, match="last input axis must hold num_node = 4"):
         ilc.eval()
         ilc(jnp.zeros((5, 2, 3)))

@@ -168,8 +168,8 @@ def test_multi_level_spike_count_example():
 
 
 def test_heaviside():
-    h = S.heaviside(jnp.array([-1.0, -0.0, 0.0, 2.0, jnp.nan]))
-    np.testing.assert_array_equal(h, [0, 1, 1, 1, 0])
+    h = S.heaviside(jnp.array([-1.0, -0.0, 0.0, 2.0, jnp.nan, jnp.inf, -jnp.inf]))
+    np.testing.assert_array_equal(h, [0, 1, 1, 1, np.nan, 1, 0])   # NaN: the non-finite policy
     hi = S.heaviside(jnp.array([-2, 0, 3], dtype=jnp.int32))
     assert hi.dtype == jnp.int32
     np.testing.assert_array_equal(hi, [0, 1, 1])
@@ -350,9 +350,9 @@ def test_primitive_mode_autodiff():
         (lambda: S.Erf(alpha=float("nan")), ValueError, "alpha"),
         (lambda: S.Sigmoid(spiking="yes"), TypeError, "spiking"),
         (lambda: S.SoftSign(alpha=0.0), ValueError, "alpha"),
-        (lambda: S.PiecewiseLeakyReLU(w=-1.0), ValueError, "'w'"),
-        (lambda: S.SquarewaveFourierSeries(n=2.0), TypeError, "'n'"),
-        (lambda: S.SquarewaveFourierSeries(n=0), ValueError, "'n'"),
+        (lambda: S.PiecewiseLeakyReLU(w=-1.0), ValueError, "PiecewiseLeakyReLU: w must be > 0, got -1.0"),
+        (lambda: S.SquarewaveFourierSeries(n=2.0), TypeError, "SquarewaveFourierSeries: n must be an int"),
+        (lambda: S.SquarewaveFourierSeries(n=0), ValueError, "SquarewaveFourierSeries: n must be >= 1"),
         (lambda: S.SquarewaveFourierSeries(T_period=0), ValueError, "T_period"),
         (lambda: S.QPseudoSpike(alpha=1.0), ValueError, "alpha"),
         (lambda: S.MultiLevelSpikeCount(True), TypeError, "max_spike_count"),

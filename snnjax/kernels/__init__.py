@@ -80,10 +80,13 @@ def multi_step(step: Step, state0: Any, xs: Any, params: Any = (), *, backend: s
     ``config``: kernel options (block size, warps, time steps per chunk, residual strategy);
     ``interpret`` defaults to "no GPU".
     A step the kernel generator cannot lower raises ``KernelLoweringError`` under ``'pallas'``;
-    under ``'auto'`` it warns once and uses ``lax.scan``.
+    under ``'auto'`` it warns once and uses ``lax.scan``. An input with zero neurons (a zero
+    non-time dimension) gives an empty result on every backend (there is no kernel to launch).
     """
     check_backend(backend)
-    if backend == "scan" or (backend == "auto" and (not on_gpu() or _any_float64(state0, xs))):
+    empty = any(leaf.size == 0 for leaf in jax.tree_util.tree_leaves(xs))   # zero neurons
+    if (backend == "scan" or empty
+            or (backend == "auto" and (not on_gpu() or _any_float64(state0, xs)))):
         # float64 kernels are not built for GPUs: 'auto' keeps x64 runs on lax.scan.
         return scan_multi_step(step, state0, xs, params, return_state_seq=return_state_seq)
     cfg = config if config is not None else current_config()

@@ -123,8 +123,9 @@ def _build(step: Callable, defs: tuple, T: int, Np: int, block_n: int, x_dtypes:
         need = tuple(bool(a.perturbed) for a in list(s0) + list(xs) + list(ps))
         xs, s0, ps = ([a.value for a in group] for group in (xs, s0, ps))
         tplan, res = training_plan(need)
-        seq_out, row_out = run(forward_spec(tplan, training=True, residuals=res, **spec_kw),
-                               list(xs), list(ps) + list(s0))
+        seq_out, row_out = _first_order_only(functools.partial(
+            run, forward_spec(tplan, training=True, residuals=res, **spec_kw)))(
+                list(xs), list(ps) + list(s0))
         outs, states = split(seq_out, row_out)
         extra = list(seq_out[n_o + (n_s if return_state_seq else 0):])
         if res.mode == "recompute":
@@ -152,7 +153,7 @@ def _build(step: Callable, defs: tuple, T: int, Np: int, block_n: int, x_dtypes:
         g_s = [g for g, p in zip(g_states, gs_present) if p]
         seq_in = list(res_arrays) + g_o + (g_s if return_state_seq else [])
         row_in = list(ps) + ([] if return_state_seq else g_s)
-        g_xs, row_out = run(spec, seq_in, row_in)
+        g_xs, row_out = _first_order_only(functools.partial(run, spec))(seq_in, row_in)
         g_xs, row_out = iter(g_xs), iter(row_out)
         need_s, need_x, need_p = need[:n_s], need[n_s:n_s + n_x], need[n_s + n_x:]
 
@@ -164,6 +165,21 @@ def _build(step: Callable, defs: tuple, T: int, Np: int, block_n: int, x_dtypes:
 
     fused.defvjp(fused_fwd, fused_bwd, symbolic_zeros=True)
     return fused, plan.out_def
+
+
+def _refuse_higher_order(primals: Any, tangents: Any) -> Any:
+    raise NotImplementedError(
+        "snnjax kernels: the backward kernels cannot be differentiated again (a gradient of a "
+        "gradient, jax.hessian, ...); use backend='scan' for higher-order derivatives")
+
+
+def _first_order_only(backward: Callable) -> Callable:
+    """A kernel launch of the training forward or the backward, refusing differentiation (which
+    only a gradient of a gradient attempts) with a clear error instead of a failure deep inside
+    Pallas."""
+    guarded = jax.custom_jvp(backward)
+    guarded.defjvp(_refuse_higher_order)
+    return guarded
 
 
 class _WithConstants:

@@ -34,7 +34,7 @@ class AdaptBaseNode(BaseNode):
 
     step_fn = staticmethod(steps.adaptive_step)
     param_names = BaseNode.param_names + ("v_rest", "tau_w", "a", "b")
-    arg_checks = {"v_rest": C.number, "w_rest": C.number, "tau_w": C.nonzero, "a": C.number,
+    arg_checks = {"v_rest": C.number, "w_rest": C.number, "tau_w": C.greater(0.0), "a": C.number,
                   "b": C.number}
 
     def __init__(self, v_threshold: float = 1.0, v_reset: float | None = 0.0, v_rest: float = 0.0,

@@ -123,6 +123,30 @@ class _StepView:
         return getattr(object.__getattribute__(self, "_module"), name)
 
 
+def conform_state(owner: str, given: Any, expected: dict, exact: tuple[str, ...] = ()) -> dict:
+    """``given`` checked against ``expected`` (the state an input implies): the same variables;
+    each value of the same shape (the names in ``exact``: a state left by a call) or
+    broadcastable to it; cast to the expected dtype."""
+    if not isinstance(given, dict) or set(given) != set(expected):
+        names = sorted(given) if isinstance(given, dict) else type(given).__name__
+        raise ValueError(f"{owner}: the state must hold the variables {sorted(expected)}, "
+                         f"got {names}")
+    out = {}
+    for name, want in expected.items():
+        value = jnp.asarray(given[name])
+        if name in exact and value.shape != want.shape:
+            raise ValueError(
+                f"{owner}: the stored state {name} has shape {value.shape} but this input "
+                f"needs {want.shape}: the neuron still holds the state of a batch of another "
+                f"shape; call snnjax.functional.reset_net(model) first")
+        try:
+            out[name] = jnp.broadcast_to(value, want.shape).astype(want.dtype)
+        except ValueError:
+            raise ValueError(f"{owner}: state variable {name} of shape {value.shape} does not "
+                             f"broadcast to the shape {want.shape} this input needs") from None
+    return out
+
+
 # --- the state protocol ------------------------------------------------------------------------
 
 class MemoryModule(nnx.Module):
@@ -147,6 +171,8 @@ class MemoryModule(nnx.Module):
     param_names: ClassVar[tuple[str, ...]] = ()
     arg_checks: ClassVar[dict[str, C.Check]] = {"backend": C.choice(kernels.BACKENDS)}
     record_flag: ClassVar[str | None] = None      # e.g. 'store_v_seq'
+    ordered_pairs: ClassVar[tuple[tuple[str, str], ...]] = ()   # (low, high): low < high
+    finite_state: ClassVar[bool] = True   # the non-finite policy: states saturate at +-max
     recorded: ClassVar[tuple[str, ...] | None] = ("v",)   # None: every state variable
 
     def __init__(self, step_mode: str = "s", backend: str = "auto"):
@@ -170,6 +196,11 @@ class MemoryModule(nnx.Module):
         if check is not None:
             value = check(type(self).__name__, name, value)
         nnx.Module.__setattr__(self, name, value)
+        for low, high in getattr(type(self), "ordered_pairs", ()):   # once both are set
+            if name in (low, high) and {low, high} <= set(vars(self)):
+                a, b = getattr(self, low), getattr(self, high)
+                if isinstance(a, float) and isinstance(b, float):   # not None, not arrays
+                    C.ordered(type(self).__name__, low, a, high, b)
 
     # -- declarations ---------------------------------------------------------------------------
 
@@ -191,7 +222,8 @@ class MemoryModule(nnx.Module):
 
     def bound_step(self) -> BoundStep:
         """``step_fn`` with :meth:`step_config` bound: the hashable step the kernels are built for."""
-        return BoundStep(type(self).step_fn, **self.step_config())
+        return BoundStep(type(self).step_fn, finite_state=type(self).finite_state,
+                         **self.step_config())
 
     def params(self) -> dict:
         """The numbers the step receives: ``param_names`` (current values; ``v_reset=None`` -> 0)."""
@@ -227,29 +259,11 @@ class MemoryModule(nnx.Module):
         return {**own, **params}
 
     def _conform(self, state: Any, x: Any, *, exact: tuple[bool, ...] | None = None) -> Any:
-        """``state`` checked against the state ``x`` implies: same variables; each value the
-        same shape (``exact``) or broadcastable to it; cast to the state dtype."""
-        owner = type(self).__name__
-        expected = self._unpack(self.init_state(x))
-        given = self._unpack(state)
-        if not isinstance(given, dict) or set(given) != set(expected):
-            names = sorted(given) if isinstance(given, dict) else type(given).__name__
-            raise ValueError(f"{owner}: the state must hold the variables {sorted(expected)}, "
-                             f"got {names}")
-        out = {}
-        for i, (name, want) in enumerate(expected.items()):
-            value = jnp.asarray(given[name])
-            if exact is not None and exact[self._memory_index(name)] and value.shape != want.shape:
-                raise ValueError(
-                    f"{owner}: the stored state {name} has shape {value.shape} but this input "
-                    f"needs {want.shape}: the neuron still holds the state of a batch of another "
-                    f"shape; call snnjax.functional.reset_net(model) first")
-            try:
-                out[name] = jnp.broadcast_to(value, want.shape).astype(want.dtype)
-            except ValueError:
-                raise ValueError(f"{owner}: state variable {name} of shape {value.shape} does not "
-                                 f"broadcast to the shape {want.shape} this input needs") from None
-        return self._pack(out)
+        """``state`` checked against the state ``x`` implies (see :func:`conform_state`)."""
+        exact_names = () if exact is None else tuple(
+            m.name for m, e in zip(self._memories, exact) if e)
+        return self._pack(conform_state(type(self).__name__, self._unpack(state),
+                                        self._unpack(self.init_state(x)), exact_names))
 
     def step(self, state: Any, x: Any, params: dict | None = None) -> tuple[Any, Any]:
         """One step from an explicit state: ``(state, x[N, *]) -> (state, out[N, *])``.
@@ -440,6 +454,8 @@ class BaseNode(MemoryModule):
                   "surrogate_function": C.surrogate, "detach_reset": C.boolean,
                   "store_v_seq": C.boolean}
     record_flag = "store_v_seq"
+    # a reset at or above the threshold makes the neuron fire forever once it fires
+    ordered_pairs = (("v_reset", "v_threshold"),)
 
     def __init__(self, v_threshold: float = 1.0, v_reset: float | None = 0.0,
                  surrogate_function: Callable | None = None, detach_reset: bool = False,
@@ -481,7 +497,7 @@ class SimpleBaseNode(MemoryModule):
     default_surrogate = sg.Sigmoid
     step_fn = staticmethod(steps.spiking_step)
     param_names = BaseNode.param_names
-    arg_checks = BaseNode.arg_checks
+    arg_checks, ordered_pairs = BaseNode.arg_checks, BaseNode.ordered_pairs
     soft_reset = BaseNode.soft_reset
     step_config = BaseNode.step_config
     neuronal_charge = BaseNode.neuronal_charge
@@ -508,6 +524,7 @@ class NonSpikingBaseNode(nnx.Module):
 
     step_fn: ClassVar[Callable | None] = None
     param_names: ClassVar[tuple[str, ...]] = ()
+    finite_state: ClassVar[bool] = True
     arg_checks = {"decode": C.choice(steps.DECODES), "backend": C.choice(kernels.BACKENDS)}
     __setattr__ = MemoryModule.__setattr__
     _memory_index = MemoryModule._memory_index
@@ -525,13 +542,20 @@ class NonSpikingBaseNode(nnx.Module):
         x = as_input(x, type(self).__name__)
         return {"v": jnp.zeros(x.shape, steps.state_dtype(x.dtype))}
 
+    def _conform(self, state: Any, x: Any) -> dict:
+        """``state`` checked for one step of input ``x`` (the noisy node's ``(x, noise)``)."""
+        x = x[0] if isinstance(x, tuple) else x
+        return conform_state(type(self).__name__, state, self.init_state(x))
+
     def step(self, state: dict, x: Any, params: dict | None = None) -> tuple[dict, Array]:
         """One integration step; returns ``(state, V[t])``."""
-        return self.bound_step()(state, as_input(x, type(self).__name__), self._params(params))
+        x = as_input(x, type(self).__name__)
+        return self.bound_step()(self._conform(state, x), x, self._params(params))
 
     def multi_step(self, state: dict, x_seq: Any, params: dict | None = None) -> tuple[dict, Array]:
         """Integrate ``x_seq[T, N, *]`` from ``state``; returns ``(final_state, decoded)``."""
         x_seq = self._check_sequence(x_seq)
+        state = self._conform(state, jax.tree_util.tree_map(lambda a: a[0], x_seq))
         final, v_seq = kernels.multi_step(self.bound_step(), state, x_seq, self._params(params),
                                           backend=self.backend)
         return final, steps.decode_membrane(v_seq, self.decode)

@@ -79,6 +79,7 @@ class FlexSN(MemoryModule):
     arg_checks = {"core": C.plain_function, "num_states": C.int_at_least(0),
                   "store_state_seqs": C.boolean}
     record_flag, recorded = "store_state_seqs", None
+    finite_state = False   # a user-written step keeps its own arithmetic
     _pack, _unpack, state_seqs = _pack, _unpack, property(_state_seqs)
 
     def __init__(self, core: Callable, num_states: int, static_inputs: Sequence[Any] = (),

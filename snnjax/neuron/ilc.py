@@ -18,7 +18,8 @@ from snnjax import surrogate as sg
 from snnjax.neuron.base import Array, BaseNode, MemoryModule, UserMethod, as_input
 from snnjax.parts.feedback import ILCConnection
 
-CUBA_CHECKS = {"c_decay": C.number, "v_decay": C.number}
+DECAY = C.in_range(0.0, 1.0, low_open=False, high_open=False)   # a retention factor per step
+CUBA_CHECKS = {"c_decay": DECAY, "v_decay": DECAY}
 
 
 def init_population(node: MemoryModule, v_threshold: Any, v_reset: Any, surrogate: Any) -> None:
@@ -69,7 +70,7 @@ class ILCBaseNode(MemoryModule):
     supported_step_modes = ("m",)
     step_fn = staticmethod(steps.population_step)
     charge: ClassVar[Callable | None] = None
-    param_names = BaseNode.param_names
+    param_names, ordered_pairs = BaseNode.param_names, BaseNode.ordered_pairs
     arg_checks = {**BaseNode.arg_checks, "act_dim": C.positive_int, "dec_pop_dim": C.positive_int}
 
     def __init__(self, act_dim: int, dec_pop_dim: int, v_threshold: float = 1.0,
@@ -133,7 +134,7 @@ class ILCLIFNode(ILCBaseNode):
 
     charge = staticmethod(steps.ilc_lif_charge)
     param_names = ILCBaseNode.param_names + ("v_decay",)
-    arg_checks = {"v_decay": C.number}
+    arg_checks = {"v_decay": DECAY}
 
     def __init__(self, act_dim: int, dec_pop_dim: int, v_decay: float = 0.75,
                  v_threshold: float = 1.0, v_reset: float | None = 0.0,

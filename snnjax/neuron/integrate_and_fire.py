@@ -58,7 +58,7 @@ class SimpleLIFNode(SimpleBaseNode):
     ``False``: ``H = V + (v_reset - V) / tau + X``.
 
     Args:
-      tau: membrane time constant (required, as in SpikingJelly; finite number).
+      tau: membrane time constant (required, as in SpikingJelly), ``> 1``.
       decay_input: whether the input is divided by ``tau`` (required).
       v_threshold, v_reset, surrogate_function, detach_reset, step_mode: as
         :class:`SimpleBaseNode`; ``v_reset=None`` is rejected (the charge decays towards it).
@@ -66,7 +66,7 @@ class SimpleLIFNode(SimpleBaseNode):
 
     step_fn = staticmethod(steps.simple_lif_step)
     param_names = SimpleBaseNode.param_names + ("tau",)
-    arg_checks = {"tau": C.number, "decay_input": C.boolean}
+    arg_checks = {"tau": C.greater(1.0), "decay_input": C.boolean}
 
     def __init__(self, tau: float, decay_input: bool, v_threshold: float = 1.0,
                  v_reset: float = 0.0, surrogate_function: Callable | None = None,
@@ -117,12 +117,12 @@ class NonSpikingLIFNode(NonSpikingBaseNode):
     """Leaky integrator ``V[t] = V[t-1] + (X[t] - V[t-1]) / tau`` from ``V[-1] = 0``, decoded.
 
     Args:
-      tau: time constant (finite number). decode, backend: as :class:`NonSpikingIFNode`.
+      tau: time constant, ``> 1``. decode, backend: as :class:`NonSpikingIFNode`.
     """
 
     step_fn = staticmethod(steps.nonspiking_lif_step)
     param_names = ("tau",)
-    arg_checks = {"tau": C.number}
+    arg_checks = {"tau": C.greater(1.0)}
 
     def __init__(self, tau: float = 2.0, decode: str | None = None, *, backend: str = "auto"):
         super().__init__(decode, backend=backend)

@@ -71,7 +71,7 @@ class CUBALIFNode(BaseNode):
     default_surrogate = functools.partial(sg.Rect, alpha=1.0)
     step_fn = staticmethod(steps.cuba_lif_step)
     param_names = BaseNode.param_names + ("c_decay", "v_decay")
-    arg_checks = {"c_decay": C.number, "v_decay": C.number}
+    arg_checks = {"c_decay": C.in_range(0.0, 1.0, low_open=False, high_open=False), "v_decay": C.in_range(0.0, 1.0, low_open=False, high_open=False)}
 
     def __init__(self, c_decay: float = 0.5, v_decay: float = 0.75, v_threshold: float = 0.5,
                  v_reset: float | None = 0.0, surrogate_function: Callable | None = None, *,

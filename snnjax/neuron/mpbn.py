@@ -33,6 +33,8 @@ from snnjax.neuron.base import BaseNode, UserMethod
 from snnjax.parts.normalisation import MembraneBatchNorm
 from snnjax.steps.mpbn import BN_STATS, FOLD_STATS
 
+MOMENTUM = C.in_range(0.0, 1.0, low_open=False, high_open=False)
+
 
 class MPBNBaseNode(BaseNode):
     """Base of the MPBN neurons: membrane batch norm, learnable threshold, threshold folding.
@@ -62,8 +64,8 @@ class MPBNBaseNode(BaseNode):
 
     step_fn = staticmethod(steps.mpbn_step)
     arg_checks = {"backend": C.choice(("auto", "scan")), "out_features": C.optional_positive_int,
-                  "out_channels": C.optional_positive_int, "bn_decay_momentum": C.number,
-                  "bn_min_momentum": C.number, **dict.fromkeys(("mpbn", "learnable_vth",
+                  "out_channels": C.optional_positive_int, "bn_decay_momentum": MOMENTUM,
+                  "bn_min_momentum": MOMENTUM, **dict.fromkeys(("mpbn", "learnable_vth",
                   "normalize_residual", "running_stats", "use_running_average"), C.boolean)}
 
     def __init__(self, v_threshold: float = 1.0, v_reset: float | None = 0.0,
@@ -86,7 +88,7 @@ class MPBNBaseNode(BaseNode):
         self.vbn = MembraneBatchNorm(self.num_features, out_channels is not None) if mpbn else None
         if self.learnable_vth:  # exp(a) starts at 1 whatever v_threshold is (as the reference)
             self.a = nnx.Param(jnp.zeros((self.num_features,), jnp.float32))
-        self.bn_momentum = nnx.BatchStat(jnp.asarray(C.number(type(self).__name__, "bn_momentum",
+        self.bn_momentum = nnx.BatchStat(jnp.asarray(MOMENTUM(type(self).__name__, "bn_momentum",
                                                               bn_momentum)))
         self.bn_decay_momentum, self.bn_min_momentum = bn_decay_momentum, bn_min_momentum
         self.fold_bn = self.normalize_residual = self.running_stats = False
@@ -165,7 +167,7 @@ class MPBNBaseNode(BaseNode):
         return {**memories, "stats": self.stats()}
 
     def _unpack(self, state: dict) -> dict:
-        return {"v": state["v"]}
+        return {k: state[k] for k in ("v",) if k in state}   # "stats" travel beside
 
     def _conform(self, state: dict, x: Any, **kwargs: Any) -> dict:
         """Also checks the input; the given ``stats`` (default: the module's) in the state dtype."""

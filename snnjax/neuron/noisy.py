@@ -71,7 +71,8 @@ class NoisyBaseNode(MemoryModule):
     step_fn = staticmethod(steps.population_step)
     charge: ClassVar[Callable | None] = None
     param_names = BaseNode.param_names + ("sigma_v", "sigma_s")
-    arg_checks = {**BaseNode.arg_checks, "sigma_init": C.number, "deterministic": C.boolean}
+    ordered_pairs = BaseNode.ordered_pairs
+    arg_checks = {**BaseNode.arg_checks, "sigma_init": C.at_least(0.0), "deterministic": C.boolean}
     neuronal_charge, step_config = ILCBaseNode.neuronal_charge, ILCBaseNode.step_config
     num_node, T, beta, noise_step = map(_forward, ("num_node", "T", "beta", "noise_step"))
     reset_noise, get_colored_noise, load_colored_noise, cancel_load = map(
@@ -106,6 +107,7 @@ class NoisyBaseNode(MemoryModule):
             self.deterministic = deterministic
 
     def _noisy(self, x: Any, noise: Any, seq: bool) -> Any:
+        self.noise.check_width(x := C.as_input(x, type(self).__name__))
         return x if self.deterministic else self.noise.combine(x, noise, seq)
 
     def _conform(self, state: Any, x: Any, **kwargs: Any) -> Any:
@@ -233,11 +235,13 @@ class NoisyNonSpikingBaseNode(nnx.Module):
     charge: ClassVar[Callable | None] = None
     param_names = ("sigma",)
     arg_checks = {**NonSpikingBaseNode.arg_checks, "decode": C.choice(steps.NOISY_DECODES),
-                  "sigma_init": C.number, "deterministic": C.boolean}
+                  "sigma_init": C.at_least(0.0), "deterministic": C.boolean}
     # the integrator's protocol from NonSpikingBaseNode, the noise API from NoisyBaseNode
     __setattr__, _memory_index = NonSpikingBaseNode.__setattr__, MemoryModule._memory_index
     params, _params, bound_step = MemoryModule.params, MemoryModule._params, MemoryModule.bound_step
+    finite_state = True
     _check_sequence, init_state = MemoryModule._check_sequence, NonSpikingBaseNode.init_state
+    _conform = NonSpikingBaseNode._conform
     is_training, set_view = NoisyBaseNode.is_training, NoisyBaseNode.set_view
     _noisy, eps_seq = NoisyBaseNode._noisy, NoisyBaseNode.eps_seq
     neuronal_charge = ILCBaseNode.neuronal_charge  # abstract: (self, v, x, params) -> V here

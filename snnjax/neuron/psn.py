@@ -115,12 +115,17 @@ class _QueuedPSN(MemoryModule):
         ``return_state_seq=True`` (there is no per-step state to record).
         """
         statics = {**self.step_config(), **{k: getattr(self, k) for k in self.sequence_keys}}
-        return state, type(self).sequence_fn(self._check_sequence(x_seq), self._params(params),
-                                              **statics)
+        x_seq = self._check_sequence(x_seq)
+        if state:   # checked, then passed through unchanged ({}: multi-step needs none)
+            self._conform(state, x_seq[0])
+        return state, type(self).sequence_fn(x_seq, self._params(params), **statics)
 
     def __call__(self, x: Any) -> Array:
         """The stateful call; a multi-step call leaves the stored single-step state untouched."""
-        return self.multi_step({}, x)[1] if self.step_mode == "m" else super().__call__(x)
+        if self.step_mode == "s":
+            return super().__call__(x)
+        x = self._check_sequence(x)
+        return self.multi_step(self.init_state(x[0]), x)[1]
 
 
 class MaskedPSN(_QueuedPSN):

@@ -105,6 +105,7 @@ class ColoredNoise(nnx.Module):
         """A stateful call's input and noise: the first ``T`` steps of ``x_seq`` (the reference
         loops over the constructor's ``T``) and, in training, the noise kinds, time first
         (drawn ``[T, num_node]``, advancing ``noise_step``; loaded ``[T, B, num_node]``)."""
+        self.check_width(x_seq)
         if x_seq.shape[0] < self.T:
             raise ValueError(f"{self.owner}: x_seq has {x_seq.shape[0]} time steps but the layer "
                              f"runs T = {self.T} steps")
@@ -124,6 +125,12 @@ class ColoredNoise(nnx.Module):
         self.noise_step.set_value(step)
         return x_seq, self.split(self._at(step))
 
+    def check_width(self, x: Array) -> None:
+        """The last input axis must hold the layer's ``num_node`` neurons."""
+        if x.ndim < 1 or x.shape[-1] != self.num_node:
+            raise ValueError(f"{self.owner}: the last input axis must hold num_node = "
+                             f"{self.num_node} neurons, got shape {tuple(x.shape)}")
+
     def combine(self, x: Any, noise: Any, seq: bool) -> tuple[Array, ...]:
         """The step input ``(X, n_1, ..., n_kinds)`` of a training step (``seq=False``) or
         sequence (:func:`snnjax.steps.broadcast_noise`)."""
@@ -134,6 +141,7 @@ class ColoredNoise(nnx.Module):
                              f"{'n' if self.kinds == 1 else '(n_v, n_s)'} (e.g. from "
                              f"get_colored_noise()) or model.eval(), got {type(noise).__name__}")
         x = jnp.asarray(x)
+        self.check_width(x)
         return (x,) + tuple(steps.broadcast_noise(n, x, seq) for n in noise)
 
 

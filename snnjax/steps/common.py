@@ -24,14 +24,25 @@ def fire(h: Array, v_threshold: Any, surrogate: SpikeFn) -> Array:
     return surrogate(h - v_threshold)
 
 
+def saturate(v: Array) -> Array:
+    """``v`` clipped to the finite range of its dtype, NaN kept (selects only, so NaN survives on
+    every backend): the non-finite policy's membrane. An infinite charge fires and resets like a
+    huge finite one (no ``0 * inf`` in the reset), and the next step starts from a finite state."""
+    if not jnp.issubdtype(v.dtype, jnp.floating):
+        return v
+    big = jnp.finfo(v.dtype).max
+    return jnp.where(v > big, big, jnp.where(v < -big, -big, v))
+
+
 def reset(h: Array, spike: Array, v_threshold: Any, v_reset: Any, *, soft_reset: bool,
           detach_reset: bool) -> Array:
-    """Membrane after the spike.
+    """Membrane after the spike (``H`` saturated first, see :func:`saturate`).
 
     hard reset: ``V = S * V_r + (1 - S) * H``;  soft reset: ``V = H - S * theta``.
     With ``detach_reset`` the spike enters this equation without gradient.
     """
     s = jax.lax.stop_gradient(spike) if detach_reset else spike
+    h = saturate(h)
     if soft_reset:
         return h - s * v_threshold
     return s * v_reset + (1.0 - s) * h
@@ -60,19 +71,26 @@ class BoundStep:
     """A step function with its static (keyword-only) configuration bound, hashable by value.
 
     ``BoundStep(lif_step, decay_input=True, ...)`` is ``(state, x, params) -> (state, out)``.
+    ``finite_state=True`` saturates every float leaf of the new state (:func:`saturate`): the
+    library's neurons keep states finite or NaN, never infinite, so the next step has no
+    ``inf - inf``; FlexSN's user-written steps keep their own arithmetic.
     Two bindings of the same function with equal statics are equal, so the kernel cache is keyed
     by the step and its configuration, not by the module that asked for it.
     """
 
-    __slots__ = ("fn", "statics", "_key")
+    __slots__ = ("fn", "statics", "finite_state", "_key")
 
-    def __init__(self, fn: Callable, **statics: Any):
+    def __init__(self, fn: Callable, *, finite_state: bool = False, **statics: Any):
         self.fn = fn
         self.statics = statics
-        self._key = (fn, tuple(sorted(statics.items())))
+        self.finite_state = finite_state   # saturate the new state (the non-finite policy)
+        self._key = (fn, finite_state, tuple(sorted(statics.items())))
 
     def __call__(self, state: Any, x: Any, params: Any) -> tuple[Any, Any]:
-        return self.fn(state, x, params, **self.statics)
+        new, out = self.fn(state, x, params, **self.statics)
+        if self.finite_state:
+            new = jax.tree_util.tree_map(saturate, new)
+        return new, out
 
     def __hash__(self) -> int:
         return hash(self._key)

@@ -37,7 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from snnjax.steps.common import Array, cast_out, state_dtype
+from snnjax.steps.common import Array, cast_out, saturate, state_dtype
+from snnjax.surrogate import heaviside
 
 
 def clamp_threshold(v_threshold: Any, lower_bound: Any) -> Array:
@@ -64,8 +65,8 @@ def dsr_if_step(state: dict, x: Array, params: dict) -> tuple[dict, Array]:
     """One forward step of DSR-IF: ``({"m"}, X[t]) -> ({"m"}, theta * z[t])`` (no gradient rule)."""
     theta = params["v_threshold"]
     m = state["m"] + x.astype(state["m"].dtype)
-    y = (m >= params["alpha"] * theta).astype(m.dtype) * theta
-    return {"m": m - y}, y
+    y = heaviside(m - params["alpha"] * theta) * theta   # NaN stays NaN (the policy)
+    return {"m": saturate(m - y)}, y
 
 
 def dsr_lif_step(state: dict, x: Array, params: dict) -> tuple[dict, Array]:
@@ -77,8 +78,8 @@ def dsr_lif_step(state: dict, x: Array, params: dict) -> tuple[dict, Array]:
     theta = params["v_threshold"]
     b, one_minus_b = params["decay"], params["one_minus_decay"]
     m = b * state["m"] + one_minus_b * x.astype(state["m"].dtype)
-    spike = (m >= params["alpha"] * theta).astype(m.dtype) * theta
-    return {"m": m - spike}, spike / params["delta_t"]
+    spike = heaviside(m - params["alpha"] * theta) * theta
+    return {"m": saturate(m - spike)}, spike / params["delta_t"]
 
 
 def _forward(step, x_seq: Array, params: dict) -> Array:

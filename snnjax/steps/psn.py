@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from snnjax.steps.common import Array, SpikeFn, cast_out, fire, state_dtype
+from snnjax.steps.common import Array, SpikeFn, cast_out, fire, saturate, state_dtype
 
 _HI = jax.lax.Precision.HIGHEST
 SLIDING_METHODS = ("auto", "matmul", "conv")
@@ -60,7 +60,8 @@ def mix_over_time(weight: Array, bias: Array, x_seq: Array) -> Array:
     Computed in float32 or wider (see :func:`_compute_dtype`).
     """
     dt = _compute_dtype(x_seq, weight, bias)
-    x2 = x_seq.reshape(x_seq.shape[0], -1).astype(dt)
+    # +-inf enters the product as +-max: a zero weight times inf would be NaN
+    x2 = saturate(x_seq.reshape(x_seq.shape[0], -1).astype(dt))
     h = jnp.matmul(weight.astype(dt), x2, precision=_HI) + jnp.asarray(bias, dt)
     return h.reshape(x_seq.shape)
 
@@ -108,7 +109,7 @@ def masked_psn_multi_step(x_seq: Array, params: dict, *, k: int, surrogate: Spik
 
 def _push(queue: Array, x: Array) -> Array:
     """Drop the oldest entry, append ``x`` as the newest (fixed length ``k``)."""
-    return jnp.concatenate([queue[1:], x[None].astype(queue.dtype)], axis=0)
+    return jnp.concatenate([queue[1:], saturate(x[None].astype(queue.dtype))], axis=0)
 
 
 def _weighted_queue(coeff: Array, queue: Array) -> Array:
@@ -180,7 +181,7 @@ def sliding_psn_potential(x_seq: Array, weight: Array, bias: Array, *,
     k = weight.shape[0]
     dt = _compute_dtype(x_seq, weight, bias)
     # time as the spatial axis, neurons as the batch: [T, M, 1] with left (causal) padding k - 1
-    x3 = x_seq.reshape(T, -1, 1).astype(dt)
+    x3 = saturate(x_seq.reshape(T, -1, 1).astype(dt))
     h = jax.lax.conv_general_dilated(
         x3, weight.astype(dt).reshape(k, 1, 1), window_strides=(1,), padding=[(k - 1, 0)],
         dimension_numbers=("HNC", "HIO", "HNC"), precision=_HI)

@@ -29,11 +29,15 @@ def heaviside(x: Any) -> Array:
 
     .. math:: \Theta(x) = 1 \text{ if } x \ge 0 \text{ else } 0
 
-    Returned in ``x``'s dtype (integer inputs give integer outputs). ``-0.0`` fires, NaN does not.
-    Not differentiable by itself (zero gradient); the surrogate classes add the backward.
+    Returned in ``x``'s dtype (integer inputs give integer outputs). ``-0.0`` fires. NaN gives NaN
+    (snnjax's non-finite policy: a NaN membrane never looks like a valid spike or silence; the
+    reference gives 0). Not differentiable by itself (zero gradient); the surrogate classes add
+    the backward.
     """
     x = jnp.asarray(x)
-    return (x >= 0).astype(x.dtype)
+    spike = (x >= 0).astype(x.dtype)
+    # a select, not arithmetic: NaN passes through on every backend (x != x only for NaN)
+    return jnp.where(x != x, x, spike) if jnp.issubdtype(x.dtype, jnp.inexact) else spike
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,31 +71,26 @@ _surrogate_spike.defvjp(_surrogate_spike_fwd, _surrogate_spike_bwd)
 
 
 def _as_real(cls_name: str, name: str, value: Any) -> float:
-    """Validate a real hyperparameter and return it as a Python float."""
+    """A real, finite hyperparameter as a Python float (the message style of ``snnjax._checks``)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"{cls_name}: '{name}' must be a real Python number (a static hyperparameter, not an "
-            f"array or tracer); got {value!r} of type {type(value).__name__}"
-        )
+        raise TypeError(f"{cls_name}: {name} must be a real Python number (a static "
+                        f"hyperparameter, not an array or tracer), got {value!r}")
     value = float(value)
     if not math.isfinite(value):
-        raise ValueError(f"{cls_name}: '{name}' must be finite; got {value!r}")
+        raise ValueError(f"{cls_name}: {name} must be finite, got {value!r}")
     return value
 
 
 def _as_int(cls_name: str, name: str, value: Any) -> int:
-    """Validate an integer hyperparameter (bool rejected) and return it as a Python int."""
+    """An integer hyperparameter (bool rejected) as a Python int."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"{cls_name}: '{name}' must be an int (not bool/float); got {value!r} of type "
-            f"{type(value).__name__}"
-        )
+        raise TypeError(f"{cls_name}: {name} must be an int (not bool or float), got {value!r}")
     return int(value)
 
 
 def _as_bool(cls_name: str, name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{cls_name}: '{name}' must be True or False; got {value!r}")
+        raise TypeError(f"{cls_name}: {name} must be True or False, got {value!r}")
     return bool(value)
 
 
@@ -122,6 +121,9 @@ class SurrogateFunction:
     _param_names: ClassVar[Tuple[str, ...]] = ()
     #: subset of ``_param_names`` that are real numbers (validated and stored as float)
     _real_params: ClassVar[Tuple[str, ...]] = ()
+    #: real parameters that must be > 0 (sharpness, width or height: a value <= 0 flips or
+    #: removes the gradient)
+    _positive_params: ClassVar[Tuple[str, ...]] = ()
     #: whether the class has a primitive function
     has_primitive: ClassVar[bool] = True
     #: whether spiking mode needs a PRNG key
@@ -135,6 +137,9 @@ class SurrogateFunction:
         cls_name = type(self).__name__
         for name in self._real_params:
             object.__setattr__(self, name, _as_real(cls_name, name, getattr(self, name)))
+        for name in self._positive_params:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{cls_name}: {name} must be > 0, got {getattr(self, name)!r}")
         object.__setattr__(self, "spiking", _as_bool(cls_name, "spiking", self.spiking))
         self._validate()
 

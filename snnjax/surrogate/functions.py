@@ -58,6 +58,7 @@ class Sigmoid(SurrogateFunction):
     spiking: bool = True
     _param_names = ("alpha",)
     _real_params = ("alpha",)
+    _positive_params = ("alpha",)
 
     def derivative(self, x: Any) -> Array:
         s = jax.nn.sigmoid(self.alpha * jnp.asarray(x))
@@ -79,6 +80,7 @@ class ATan(SurrogateFunction):
     spiking: bool = True
     _param_names = ("alpha",)
     _real_params = ("alpha",)
+    _positive_params = ("alpha",)
 
     def derivative(self, x: Any) -> Array:
         a = self.alpha / 2
@@ -101,6 +103,7 @@ class PiecewiseQuadratic(SurrogateFunction):
     spiking: bool = True
     _param_names = ("alpha",)
     _real_params = ("alpha",)
+    _positive_params = ("alpha",)
 
     def derivative(self, x: Any) -> Array:
         x = jnp.asarray(x)
@@ -126,6 +129,7 @@ class PiecewiseExp(SurrogateFunction):
     spiking: bool = True
     _param_names = ("alpha",)
     _real_params = ("alpha",)
+    _positive_params = ("alpha",)
 
     def derivative(self, x: Any) -> Array:
         return (self.alpha / 2) * jnp.exp(-self.alpha * jnp.abs(jnp.asarray(x)))
@@ -150,10 +154,7 @@ class SoftSign(SurrogateFunction):
     spiking: bool = True
     _param_names = ("alpha",)
     _real_params = ("alpha",)
-
-    def _validate(self) -> None:
-        if not self.alpha > 0:
-            raise ValueError(f"SoftSign: 'alpha' must be > 0; got {self.alpha}")
+    _positive_params = ("alpha",)
 
     def derivative(self, x: Any) -> Array:
         z = 1 / self.alpha + jnp.abs(jnp.asarray(x))
@@ -161,6 +162,9 @@ class SoftSign(SurrogateFunction):
 
     def primitive(self, x: Any) -> Array:
         ax = self.alpha * jnp.asarray(x)
+        big = jnp.finfo(ax.dtype).max if jnp.issubdtype(ax.dtype, jnp.floating) else None
+        if big is not None:   # alpha * x beyond the range: inf / inf would be NaN
+            ax = jnp.where(ax > big, big, jnp.where(ax < -big, -big, ax))
         return (ax / (1 + jnp.abs(ax)) + 1) / 2
 
 
@@ -177,6 +181,7 @@ class SuperSpike(SurrogateFunction):
     spiking: bool = True
     _param_names = ("alpha",)
     _real_params = ("alpha",)
+    _positive_params = ("alpha",)
     has_primitive = False
 
     def derivative(self, x: Any) -> Array:
@@ -196,6 +201,7 @@ class NonzeroSignLogAbs(SurrogateFunction):
     spiking: bool = True
     _param_names = ("alpha",)
     _real_params = ("alpha",)
+    _positive_params = ("alpha",)
 
     def derivative(self, x: Any) -> Array:
         return self.alpha / (1 + self.alpha * jnp.abs(jnp.asarray(x)))
@@ -218,6 +224,7 @@ class Erf(SurrogateFunction):
     spiking: bool = True
     _param_names = ("alpha",)
     _real_params = ("alpha",)
+    _positive_params = ("alpha",)
 
     def derivative(self, x: Any) -> Array:
         z = self.alpha * jnp.asarray(x)
@@ -242,10 +249,7 @@ class PiecewiseLeakyReLU(SurrogateFunction):
     spiking: bool = True
     _param_names = ("w", "c")
     _real_params = ("w", "c")
-
-    def _validate(self) -> None:
-        if not self.w > 0:
-            raise ValueError(f"PiecewiseLeakyReLU: 'w' must be > 0; got {self.w}")
+    _positive_params = ("w",)
 
     def derivative(self, x: Any) -> Array:
         x = jnp.asarray(x)
@@ -283,10 +287,10 @@ class SquarewaveFourierSeries(SurrogateFunction):
     def _validate(self) -> None:
         object.__setattr__(self, "n", _as_int(self.name, "n", self.n))
         if self.n < 1:
-            raise ValueError(f"SquarewaveFourierSeries: 'n' must be >= 1; got {self.n}")
+            raise ValueError(f"SquarewaveFourierSeries: n must be >= 1, got {self.n}")
         if not self.T_period > 0:
             raise ValueError(
-                f"SquarewaveFourierSeries: 'T_period' must be > 0; got {self.T_period}"
+                f"SquarewaveFourierSeries: T_period must be > 0, got {self.T_period}"
             )
 
     def _reduce(self, x: Array) -> Array:
@@ -326,6 +330,7 @@ class S2NN(SurrogateFunction):
     spiking: bool = True
     _param_names = ("alpha", "beta")
     _real_params = ("alpha", "beta")
+    _positive_params = ("alpha", "beta")
 
     def derivative(self, x: Any) -> Array:
         x = jnp.asarray(x)
@@ -360,7 +365,7 @@ class QPseudoSpike(SurrogateFunction):
     def _validate(self) -> None:
         # reference: ZeroDivisionError at alpha = 1, NaN for alpha < 1
         if not self.alpha > 1:
-            raise ValueError(f"QPseudoSpike: 'alpha' must be > 1; got {self.alpha}")
+            raise ValueError(f"QPseudoSpike: alpha must be > 1, got {self.alpha}")
 
     def derivative(self, x: Any) -> Array:
         return (1 + (2 / (self.alpha - 1)) * jnp.abs(jnp.asarray(x))) ** (-self.alpha)
@@ -409,6 +414,7 @@ class FakeNumericalGradient(SurrogateFunction):
     spiking: bool = dataclasses.field(default=True, init=False)
     _param_names = ("alpha",)
     _real_params = ("alpha",)
+    _positive_params = ("alpha",)
     has_primitive = False
 
     def derivative(self, x: Any) -> Array:
@@ -485,7 +491,7 @@ class MultiLevelSpikeCount(SurrogateFunction):
         name = self.name
         k = _as_int(name, "max_spike_count", self.max_spike_count)
         if k < 1:
-            raise ValueError(f"{name}: 'max_spike_count' must be >= 1; got {k}")
+            raise ValueError(f"{name}: max_spike_count must be >= 1, got {k}")
         object.__setattr__(self, "max_spike_count", k)
         gw = self.grad_window
         if gw is None:
@@ -547,7 +553,8 @@ class PoissonPass(SurrogateFunction):
         return jax.random.uniform(key, jnp.shape(x), dtype=jnp.float32)
 
     def _spike_forward(self, x: Array, aux: Any) -> Array:
-        return (aux < x).astype(jnp.float32)
+        spike = (aux < x).astype(jnp.float32)
+        return jnp.where(x != x, jnp.nan, spike)   # NaN probability: NaN, not a silent 0
 
     def derivative(self, x: Any) -> Array:
         return jnp.ones_like(jnp.asarray(x))
@@ -568,6 +575,7 @@ class Rect(SurrogateFunction):
     spiking: bool = True
     _param_names = ("alpha",)
     _real_params = ("alpha",)
+    _positive_params = ("alpha",)
 
     def derivative(self, x: Any) -> Array:
         x = jnp.asarray(x)
