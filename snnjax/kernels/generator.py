@@ -108,11 +108,35 @@ def _plan(step, defs, cdt, low: Lowering, reread_out=None, reread_state=None,
                         need, low.rewrites)
 
 
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+    """Sequence length, operand width (``N``, or padded to whole blocks) and block size."""
+    T: int
+    Np: int
+    block_n: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Operands:
+    """Dtypes and kinds of the fused function's operand groups (inputs ``xs``, states, params;
+    a ``'shared'`` kind is one row for every program, ``'row'`` one value per neuron), the
+    outputs' dtype and the compute dtype. Hashable: part of the kernel cache key."""
+    x_dtypes: tuple
+    s_dtypes: tuple
+    s_kinds: tuple
+    p_dtypes: tuple
+    p_kinds: tuple
+    out_dtype: Any
+    compute_dtype: Any
+
+
 @functools.lru_cache(maxsize=512)
-def _build(step: Callable, defs: tuple, T: int, Np: int, block_n: int, x_dtypes: tuple,
-           s_dtypes: tuple, s_kinds: tuple, out_dtype: Any, p_kinds: tuple, p_dtypes: tuple,
-           cdt: Any, return_state_seq: bool, cfg: Config) -> tuple[Callable, Any]:
-    """The ``custom_vjp`` fused function on padded ``[T, Np]`` / ``[1, Np]`` operands."""
+def _build(step: Callable, defs: tuple, geom: Geometry, ops: Operands, return_state_seq: bool,
+           cfg: Config) -> tuple[Callable, Any]:
+    """The ``custom_vjp`` fused function on ``[T, Np]`` / ``[1, Np]`` operands."""
+    T, Np, block_n = geom.T, geom.Np, geom.block_n
+    x_dtypes, s_dtypes, s_kinds = ops.x_dtypes, ops.s_dtypes, ops.s_kinds
+    p_dtypes, p_kinds, out_dtype, cdt = ops.p_dtypes, ops.p_kinds, ops.out_dtype, ops.compute_dtype
     n_s = defs[0].num_leaves
     low = Lowering.of(cfg, block_n)
     n_o = _plan(step, defs, cdt, low).n_o
@@ -136,14 +160,18 @@ def _build(step: Callable, defs: tuple, T: int, Np: int, block_n: int, x_dtypes:
         return tplan, choose_residuals(tplan, cfg.residuals, **sizes)
 
     def split(seq_out, row_out):
+        """A forward kernel's results as named groups (``forward_spec``'s layout): the outputs,
+        the states (final rows, or sequences), then what a training forward adds (saved rows or
+        chunk checkpoints)."""
+        n_state_seqs = n_s if return_state_seq else 0
         outs = list(seq_out[:n_o])
         states = list(seq_out[n_o:n_o + n_s]) if return_state_seq else list(row_out)
-        return outs, states
+        return outs, states, list(seq_out[n_o + n_state_seqs:])
 
     @jax.custom_vjp
     def fused(xs, s0, ps):
         seq_out, row_out = run(f_inf, list(xs), list(ps) + list(s0))
-        return split(seq_out, row_out)
+        return split(seq_out, row_out)[:2]
 
     def fused_fwd(xs, s0, ps):
         # symbolic_zeros: leaves carry ``perturbed``; gradients nobody needs are not planned for
@@ -152,8 +180,7 @@ def _build(step: Callable, defs: tuple, T: int, Np: int, block_n: int, x_dtypes:
         tplan, res = training_plan(need)
         seq_out, row_out = run(forward_spec(tplan, training=True, residuals=res, **spec_kw),
                                list(xs), list(ps) + list(s0))
-        outs, states = split(seq_out, row_out)
-        extra = list(seq_out[n_o + (n_s if return_state_seq else 0):])
+        outs, states, extra = split(seq_out, row_out)
         if res.mode == "recompute":
             res_arrays = extra + list(xs)          # checkpoints, then the inputs
         else:
@@ -326,9 +353,11 @@ def pallas_multi_step(step: Callable, state0: Any, xs: Any, params: Any = (), *,
             p2.append(pad_row(jnp.broadcast_to(p, S).reshape(1, N)))
             p_kinds.append("row")
         p_dtypes.append(pd)
-    fused, out_def = _build(step, (s_def, x_def, p_def), T, Np, block,
-                            tuple(x.dtype for x in x_leaves), tuple(s.dtype for s in s_leaves),
-                            s_kinds, out_dtype, tuple(p_kinds), tuple(p_dtypes), cdt,
+    ops = Operands(x_dtypes=tuple(x.dtype for x in x_leaves),
+                   s_dtypes=tuple(s.dtype for s in s_leaves), s_kinds=s_kinds,
+                   p_dtypes=tuple(p_dtypes), p_kinds=tuple(p_kinds), out_dtype=out_dtype,
+                   compute_dtype=cdt)
+    fused, out_def = _build(step, (s_def, x_def, p_def), Geometry(T, Np, block), ops,
                             return_state_seq, dataclasses.replace(cfg, block_n=block))
     outs, states = fused(xs2, s2, p2)
     def crop(a):
