@@ -4,6 +4,7 @@ Run on the GPU machine (one H200):
 
     python benchmarks/bench_neurons.py --out results.json            # everything
     python benchmarks/bench_neurons.py --quick                       # a small subset
+    python benchmarks/bench_neurons.py --quick --backends pallas,mosaic,scan --no-spikingjelly
 
 The SpikingJelly half runs in a subprocess (``bench_spikingjelly.py``) so that PyTorch and JAX do
 not compete for GPU memory. Timings: warm-up, ``block_until_ready`` / CUDA synchronisation,
@@ -122,12 +123,19 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-spikingjelly", action="store_true")
     ap.add_argument("--sj-timeout", type=float, default=300.0, help="seconds for the torch half")
+    ap.add_argument("--backends", default="pallas,mosaic,scan",
+                    help="snnjax backends to time, comma-separated (kernel ones also for the "
+                         "other neurons and bf16)")
     args = ap.parse_args()
+    backends = [b for b in args.backends.split(",") if b]
+    kernel_backends = [b for b in backends if b != "scan"]
 
     Ts = [4, 16, 64]
     Ns = [32768, 262144, 2097152, 8388608]
-    if args.quick:
+    extra = []
+    if args.quick:   # plus T=64 (first-call time of a long sequence), kernels only
         Ts, Ns = [16], [32768, 8388608]
+        extra = [(64, 2097152)]
     results = {"device": str(jax.devices()[0]), "jax": jax.__version__, "rows": []}
     bw = copy_bandwidth(args.reps)
     results["copy_bandwidth_Bps"] = bw
@@ -140,23 +148,30 @@ def main() -> None:
         for N in Ns:
             if T * N > 64 * 8388608:
                 continue
-            for backend in ("pallas", "scan"):
+            for backend in backends:
                 r = bench_jax("LIF", backend, T, N, args.reps)
                 rows.append(r)
                 print(json.dumps(r), flush=True)
+    for T, N in extra:
+        for backend in kernel_backends:
+            r = bench_jax("LIF", backend, T, N, args.reps)
+            rows.append(r)
+            print(json.dumps(r), flush=True)
     # other neurons at the headline size, kernel path only
     T, N = 16, 8388608
     for name in ("IF", "PLIF", "Izhikevich", "CUBALIF"):
         if not hasattr(neuron, {"IF": "IFNode", "PLIF": "ParametricLIFNode",
                                 "Izhikevich": "IzhikevichNode", "CUBALIF": "CUBALIFNode"}[name]):
             continue
-        r = bench_jax(name, "pallas", T, N, args.reps)
-        rows.append(r)
-        print(json.dumps(r), flush=True)
+        for backend in kernel_backends:
+            r = bench_jax(name, backend, T, N, args.reps)
+            rows.append(r)
+            print(json.dumps(r), flush=True)
     for dtype in (jnp.bfloat16,):
-        r = bench_jax("LIF", "pallas", T, N, args.reps, dtype=dtype)
-        rows.append(r)
-        print(json.dumps(r), flush=True)
+        for backend in kernel_backends:
+            r = bench_jax("LIF", backend, T, N, args.reps, dtype=dtype)
+            rows.append(r)
+            print(json.dumps(r), flush=True)
 
     if not args.no_spikingjelly:
         cmd = [sys.executable, os.path.join(os.path.dirname(__file__), "bench_spikingjelly.py"),

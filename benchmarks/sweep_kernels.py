@@ -1,6 +1,7 @@
 """Kernel-configuration sweep on the GPU (snnjax only): which ``kernels.Config`` is fastest.
 
     python3 benchmarks/sweep_kernels.py --out sweep.json [--T 16] [--N 8388608] [--quick]
+    python3 benchmarks/sweep_kernels.py --backend mosaic --quick   # the Mosaic GPU kernels
 
 For LIF (and a few other neurons at the best LIF settings) it times the modules' jitted
 inference forward and forward+backward (``jax.grad`` of ``sum(spikes * g)`` w.r.t. the input),
@@ -52,9 +53,12 @@ def functions(name: str, backend: str):
     return m, learn, fwd, jax.jit(jax.grad(loss, argnums=(0, 1)))
 
 
+BACKEND = "pallas"
+
+
 def run_variant(name, x, g, overrides, ref=None):
     with kernels.default_config(**overrides):
-        m, learn, fwd, fb = functions(name, "pallas")
+        m, learn, fwd, fb = functions(name, BACKEND)
         s0 = m.init_state(x[0])
         t0 = time.perf_counter()
         out = jax.block_until_ready(fb(x, learn, s0, g))
@@ -76,9 +80,12 @@ def main() -> None:
     ap.add_argument("--T", type=int, default=16)
     ap.add_argument("--N", type=int, default=8388608)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--backend", default="pallas", choices=("pallas", "mosaic"))
     ap.add_argument("--sweep-neurons", default="LIF", help="comma-separated; the first sets "
                     "the configuration the other neurons are also timed at")
     a = ap.parse_args()
+    global BACKEND
+    BACKEND = a.backend
     T, N = a.T, a.N
     bw = copy_bandwidth(REPS)
     print(f"{jax.devices()[0]} jax {jax.__version__} copy {bw / 1e12:.2f} TB/s", flush=True)
@@ -93,7 +100,10 @@ def main() -> None:
 
     rows = []
     keys = ("residuals", "chunk", "block_n", "num_warps")
-    if a.quick:
+    if a.backend == "mosaic":   # one warpgroup per program: no warps; blocks >= 128
+        grid = list(itertools.product(["save", "recompute"], [4, 8] if a.quick else [4, 8, 16],
+                                      [256, 512, 1024, 2048], [None]))
+    elif a.quick:
         grid = list(itertools.product(["save", "recompute"], [1, 8, 16], [256], [4]))
     else:
         grid = [g_ for g_ in itertools.product(["save", "recompute"], [1, 4, 8, 16],

@@ -10,6 +10,7 @@ registered in ``tests/registry.py``.
   golden cases or says why not, every golden neuron file is claimed by an entry. (``-k golden``
   matches this module's name, so these sub-second tests are in the reference subset too.)
 """
+import os
 import jax.numpy as jnp
 import pytest
 
@@ -42,7 +43,7 @@ def _kernel_params(cases):
 
 @pytest.mark.parametrize("entry, name", _kernel_params(KERNEL))
 def test_golden_pallas(entry, name):
-    entry.check(load_case(name), "pallas")
+    entry.check(load_case(name), os.environ.get("SNNJAX_KERNEL_BACKEND", "pallas"))
 
 
 # --- the registry itself ---------------------------------------------------------------------

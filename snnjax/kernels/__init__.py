@@ -1,8 +1,8 @@
 """Sequence engines: run a per-step neuron function over time.
 
 ``multi_step`` is the single entry point used by every neuron module. The ``'scan'`` backend
-(``lax.scan``) defines the semantics; the ``'pallas'`` backend generates fused kernels from the
-same step function.
+(``lax.scan``) defines the semantics; the ``'pallas'`` (Pallas' Triton lowering) and ``'mosaic'``
+(Pallas' Mosaic GPU lowering) backends generate fused kernels from the same step function.
 """
 from __future__ import annotations
 
@@ -14,12 +14,17 @@ from typing import Any, Iterator
 import jax
 import jax.numpy as jnp
 
-from snnjax.kernels.generator import check_config, check_step, pallas_multi_step, warn_once
+from snnjax.kernels.generator import (backend_available, check_config, check_step,
+                                      pallas_multi_step, warn_once)
 from snnjax.kernels.jaxpr_tools import KernelLoweringError
 from snnjax.kernels.loops import Config
 from snnjax.kernels.scan import Step, scan_multi_step
 
-BACKENDS = ("auto", "scan", "pallas")
+BACKENDS = ("auto", "scan", "pallas", "mosaic")
+# kernel backend (``Config.backend``) of each kernel ``multi_step`` backend
+_KERNEL = {"pallas": "triton", "mosaic": "mosaic"}
+# 'auto' on CUDA sm90+: Mosaic when set (measured no slower than Triton, benchmarks/RESULTS.md)
+AUTO_PREFERS_MOSAIC = False
 
 
 def check_backend(backend: str) -> str:
@@ -31,6 +36,50 @@ def check_backend(backend: str) -> str:
 def on_gpu() -> bool:
     """True when JAX's default backend is a GPU (kernels run compiled, not interpreted)."""
     return jax.default_backend() == "gpu"
+
+
+def auto_kernel_backend() -> str:
+    """The kernel backend ``'auto'`` uses on this GPU: ``'mosaic'`` on CUDA compute capability
+    9.0 or newer (Hopper+) where preferred, else ``'triton'`` (older GPUs, ROCm)."""
+    try:
+        cc = getattr(jax.devices()[0], "compute_capability", None)
+        major = int(str(cc).split(".")[0]) if cc is not None else 0
+    except Exception:
+        major = 0
+    if AUTO_PREFERS_MOSAIC and major >= 9 and backend_available("mosaic"):
+        return "mosaic"
+    return "triton"
+
+
+def _kernel_config(step: Step, state0: Any, xs: Any, params: Any, backend: str,
+                   config: Config | None) -> Config | None:
+    """The ``Config`` of the kernels that run ``step`` for ``backend`` (after fallbacks), or None
+    for ``lax.scan``. ``'mosaic'`` that cannot lower the step warns once and uses Triton (or
+    ``lax.scan`` where the installed JAX has no Triton lowering); ``'pallas'`` raises
+    ``KernelLoweringError``; ``'auto'`` tries its kernel backend, then Triton, then scan."""
+    cfg = check_config(config) if config is not None else current_config()
+    kernel = auto_kernel_backend() if backend == "auto" else _KERNEL[backend]
+    cfg = dataclasses.replace(cfg, backend=kernel)
+    if backend == "pallas":
+        return cfg
+    try:
+        check_step(step, state0, xs, params, cfg)
+        return cfg
+    except KernelLoweringError as e:
+        if kernel == "triton":          # 'auto' on Triton: scan
+            warn_once(step, e)
+            return None
+        err = e
+    tri = dataclasses.replace(cfg, backend="triton")
+    try:
+        check_step(step, state0, xs, params, tri)
+    except KernelLoweringError as e:
+        if backend == "mosaic" and backend_available("triton"):
+            raise                          # neither lowering can: as 'pallas' would
+        warn_once(step, err if backend == "mosaic" else e)
+        return None
+    warn_once(step, err, to="the Triton kernels (backend='pallas')")
+    return tri
 
 
 def _any_float64(*trees: Any) -> bool:
@@ -74,14 +123,18 @@ def multi_step(step: Step, state0: Any, xs: Any, params: Any = (), *, backend: s
     """Run ``step(state, x, params) -> (state, out)`` over the leading time axis of ``xs``.
 
     Returns ``(final_state, outs)``, or ``(state_seq, outs)`` with ``return_state_seq=True``.
-    ``backend``: ``'scan'`` (``lax.scan``), ``'pallas'`` (fused kernels; interpret mode on CPU)
-    or ``'auto'`` (kernels on GPU when the step can be lowered, ``lax.scan`` elsewhere).
+    ``backend``: ``'scan'`` (``lax.scan``), ``'pallas'`` (fused kernels through Pallas' Triton
+    lowering; interpret mode on CPU), ``'mosaic'`` (fused kernels through Pallas' Mosaic GPU
+    lowering, Hopper+; Mosaic's interpret mode on CPU) or ``'auto'`` (kernels on GPU when the
+    step can be lowered -- Mosaic or Triton, ``auto_kernel_backend`` -- ``lax.scan`` elsewhere).
     ``xs`` leaves are ``[T, *S]``, ``state0`` leaves ``S``, ``params`` leaves scalars or ``S``.
     ``config``: kernel options (block size, warps, time steps per chunk, residual strategy);
     ``interpret`` defaults to "no GPU".
     A step the kernel generator cannot lower raises ``KernelLoweringError`` under ``'pallas'``;
-    under ``'auto'`` it warns once and uses ``lax.scan``. An input with zero neurons (a zero
-    non-time dimension) gives an empty result on every backend (there is no kernel to launch).
+    under ``'auto'`` it warns once and uses ``lax.scan``; under ``'mosaic'``, a step only the
+    Mosaic lowering cannot take warns once and runs on the Triton kernels
+    (``docs/backends.md``). An input with zero neurons (a zero non-time dimension) gives an
+    empty result on every backend (no kernel to launch).
     """
     check_backend(backend)
     empty = any(leaf.size == 0 for leaf in jax.tree_util.tree_leaves(xs))   # zero neurons
@@ -89,16 +142,13 @@ def multi_step(step: Step, state0: Any, xs: Any, params: Any = (), *, backend: s
             or (backend == "auto" and (not on_gpu() or _any_float64(state0, xs)))):
         # float64 kernels are not built for GPUs: 'auto' keeps x64 runs on lax.scan.
         return scan_multi_step(step, state0, xs, params, return_state_seq=return_state_seq)
-    cfg = config if config is not None else current_config()
-    if backend == "auto":
-        try:
-            check_step(step, state0, xs, params, cfg)
-        except KernelLoweringError as e:
-            warn_once(step, e)
-            return scan_multi_step(step, state0, xs, params, return_state_seq=return_state_seq)
+    cfg = _kernel_config(step, state0, xs, params, backend, config)
+    if cfg is None:
+        return scan_multi_step(step, state0, xs, params, return_state_seq=return_state_seq)
     return pallas_multi_step(step, state0, xs, params, return_state_seq=return_state_seq,
                              config=cfg)
 
 
-__all__ = ["BACKENDS", "Config", "KernelLoweringError", "Step", "check_backend", "current_config",
+__all__ = ["BACKENDS", "Config", "KernelLoweringError", "Step", "auto_kernel_backend",
+           "check_backend", "current_config",
            "default_config", "multi_step", "on_gpu", "pallas_multi_step", "scan_multi_step"]

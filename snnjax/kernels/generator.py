@@ -8,8 +8,9 @@ Pipeline (per step function, pytree structure, dtypes, sizes and ``Config``; cac
    ``plan.choose_residuals`` picks the one that moves fewer bytes.
 2. ``loops.forward_spec`` / ``loops.backward_spec`` describe the inference forward, the
    training forward and the reverse backward kernels independently of the Pallas backend.
-3. A backend module (``pallas_triton``) lowers them; this module pads and reshapes operands,
-   wraps the kernels in ``jax.custom_vjp`` and reduces shared-parameter gradients.
+3. A backend module (``pallas_triton``, ``pallas_mosaic``; ``Config.backend``) lowers them; this
+   module reshapes (and, where the backend needs it, pads) operands, wraps the kernels in
+   ``jax.custom_vjp`` and reduces shared-parameter gradients.
 """
 from __future__ import annotations
 
@@ -27,28 +28,28 @@ from snnjax.kernels.loops import Config, backward_spec, forward_spec
 from snnjax.kernels.plan import RESIDUAL_MODES, StepPlan, choose_residuals, make_plan
 
 
-def _next_pow2(n: int) -> int:
-    return 1 << max(0, (n - 1).bit_length())
+KERNEL_BACKENDS = ("triton", "mosaic")
 
 
-def default_block(n: int, interpret: bool) -> int:
-    """Largest power of two <= 256 that still gives >= 4 programs per SM of a 132-SM GPU
-    (floor 128); for tiny ``n`` the next power of two (>= 16). Interpret mode: one or few blocks.
-    (256 neurons and 4 warps: two per thread, so a chunk's rows fit in registers; measured best
-    on the H200, ``benchmarks/RESULTS.md``.)"""
-    if interpret:
-        return min(max(16, _next_pow2(n)), 4096)
-    b = 256
-    while b > 128 and -(-n // b) < 4 * 132:
-        b //= 2
-    return min(b, max(16, _next_pow2(n)))
+def default_block(n: int, interpret: bool, backend: str = "triton") -> int:
+    """The default ``block_n`` of ``backend`` for ``n`` neurons (see the backend modules)."""
+    return _backend_module(backend).default_block(n, interpret)
 
 
 def _backend_module(name: str) -> Any:
     if name == "triton":
         from snnjax.kernels import pallas_triton
         return pallas_triton
-    raise ValueError(f"unknown kernel backend {name!r}; available: ('triton',)")
+    if name == "mosaic":
+        from snnjax.kernels import pallas_mosaic
+        return pallas_mosaic
+    raise ValueError(f"unknown kernel backend {name!r}: Config.backend must be one of "
+                     f"{KERNEL_BACKENDS}")
+
+
+def backend_available(name: str) -> bool:
+    """Whether the installed JAX has the lowering of kernel backend ``name``."""
+    return _backend_module(name).available()
 
 
 def check_config(cfg: Config) -> Config:
@@ -69,30 +70,80 @@ def check_config(cfg: Config) -> Config:
 
 
 def supported_primitives(cfg: Config) -> frozenset[str] | None:
-    """Primitive names the configured backend lowers (None: everything elementwise)."""
-    if cfg.interpret:
+    """Primitive names the configured backend lowers (None: everything elementwise). Triton's
+    interpret mode runs anything; Mosaic's set applies in interpret mode too, so that a CPU run
+    takes the same path (rewrites, fallback) as the GPU."""
+    if cfg.interpret and cfg.backend == "triton":
         return None
     return _backend_module(cfg.backend).supported_primitives()
 
 
+@dataclasses.dataclass(frozen=True)
+class Lowering:
+    """What the plan needs to know about the kernel backend (hashable; part of cache keys)."""
+    row_shape: tuple[int, ...]
+    supported: frozenset[str] | None
+    rewrites: frozenset[str]
+
+    @staticmethod
+    def of(cfg: Config, block_n: int) -> "Lowering":
+        mod = _backend_module(cfg.backend)
+        return Lowering(mod.row_shape(block_n), supported_primitives(cfg), mod.rewrites())
+
+
 @functools.lru_cache(maxsize=512)
 def _cached_plan(step, defs, cdt, block_n, reread_out, reread_state, supported,
-                 need=None) -> StepPlan:
-    return make_plan(step, defs, cdt, block_n, reread_out, reread_state, supported, need)
+                 need=None, rewrites=None) -> StepPlan:
+    """``make_plan``, cached. ``block_n``: an int (rows ``(1, block_n)``) or a row shape."""
+    kw = {} if rewrites is None else {"rewrites": rewrites}
+    return make_plan(step, defs, cdt, block_n, reread_out, reread_state, supported, need, **kw)
+
+
+def _plan(step, defs, cdt, low: Lowering, reread_out=None, reread_state=None,
+          need=None) -> StepPlan:
+    n_s = defs[0].num_leaves
+    reread_out = reread_out if reread_out is not None else ()
+    reread_state = reread_state if reread_state is not None else (False,) * n_s
+    return _cached_plan(step, defs, cdt, low.row_shape, reread_out, reread_state, low.supported,
+                        need, low.rewrites)
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+    """Sequence length, operand width (``N``, or padded to whole blocks) and block size."""
+    T: int
+    Np: int
+    block_n: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Operands:
+    """Dtypes and kinds of the fused function's operand groups (inputs ``xs``, states, params;
+    a ``'shared'`` kind is one row for every program, ``'row'`` one value per neuron), the
+    outputs' dtype and the compute dtype. Hashable: part of the kernel cache key."""
+    x_dtypes: tuple
+    s_dtypes: tuple
+    s_kinds: tuple
+    p_dtypes: tuple
+    p_kinds: tuple
+    out_dtype: Any
+    compute_dtype: Any
 
 
 @functools.lru_cache(maxsize=512)
-def _build(step: Callable, defs: tuple, T: int, Np: int, block_n: int, x_dtypes: tuple,
-           s_dtypes: tuple, s_kinds: tuple, out_dtype: Any, p_kinds: tuple, p_dtypes: tuple,
-           cdt: Any, return_state_seq: bool, cfg: Config) -> tuple[Callable, Any]:
-    """The ``custom_vjp`` fused function on padded ``[T, Np]`` / ``[1, Np]`` operands."""
+def _build(step: Callable, defs: tuple, geom: Geometry, ops: Operands, return_state_seq: bool,
+           cfg: Config) -> tuple[Callable, Any]:
+    """The ``custom_vjp`` fused function on ``[T, Np]`` / ``[1, Np]`` operands."""
+    T, Np, block_n = geom.T, geom.Np, geom.block_n
+    x_dtypes, s_dtypes, s_kinds = ops.x_dtypes, ops.s_dtypes, ops.s_kinds
+    p_dtypes, p_kinds, out_dtype, cdt = ops.p_dtypes, ops.p_kinds, ops.out_dtype, ops.compute_dtype
     n_s = defs[0].num_leaves
-    sup = supported_primitives(cfg)
-    n_o = _cached_plan(step, defs, cdt, block_n, (False,) * 64, (False,) * n_s, sup).n_o
+    low = Lowering.of(cfg, block_n)
+    n_o = _plan(step, defs, cdt, low).n_o
     out_dtypes = (out_dtype,) * n_o
     reread_out = tuple(np.dtype(d) == np.dtype(cdt) for d in out_dtypes)
     reread_state = tuple(return_state_seq and np.dtype(d) == np.dtype(cdt) for d in s_dtypes)
-    plan = _cached_plan(step, defs, cdt, block_n, reread_out, reread_state, sup)
+    plan = _plan(step, defs, cdt, low, reread_out, reread_state)
     run = functools.partial(_backend_module(cfg.backend).run_loop, T=T, Np=Np, block_n=block_n,
                             cfg=cfg)
     K = min(cfg.chunk, T)
@@ -105,18 +156,22 @@ def _build(step: Callable, defs: tuple, T: int, Np: int, block_n: int, x_dtypes:
     f_inf = forward_spec(plan, training=False, residuals=plan.save, **spec_kw)
 
     def training_plan(need):
-        tplan = _cached_plan(step, defs, cdt, block_n, reread_out, reread_state, sup, need)
+        tplan = _plan(step, defs, cdt, low, reread_out, reread_state, need)
         return tplan, choose_residuals(tplan, cfg.residuals, **sizes)
 
     def split(seq_out, row_out):
+        """A forward kernel's results as named groups (``forward_spec``'s layout): the outputs,
+        the states (final rows, or sequences), then what a training forward adds (saved rows or
+        chunk checkpoints)."""
+        n_state_seqs = n_s if return_state_seq else 0
         outs = list(seq_out[:n_o])
         states = list(seq_out[n_o:n_o + n_s]) if return_state_seq else list(row_out)
-        return outs, states
+        return outs, states, list(seq_out[n_o + n_state_seqs:])
 
     @jax.custom_vjp
     def fused(xs, s0, ps):
         seq_out, row_out = run(f_inf, list(xs), list(ps) + list(s0))
-        return split(seq_out, row_out)
+        return split(seq_out, row_out)[:2]
 
     def fused_fwd(xs, s0, ps):
         # symbolic_zeros: leaves carry ``perturbed``; gradients nobody needs are not planned for
@@ -126,8 +181,7 @@ def _build(step: Callable, defs: tuple, T: int, Np: int, block_n: int, x_dtypes:
         seq_out, row_out = _first_order_only(functools.partial(
             run, forward_spec(tplan, training=True, residuals=res, **spec_kw)))(
                 list(xs), list(ps) + list(s0))
-        outs, states = split(seq_out, row_out)
-        extra = list(seq_out[n_o + (n_s if return_state_seq else 0):])
+        outs, states, extra = split(seq_out, row_out)
         if res.mode == "recompute":
             res_arrays = extra + list(xs)          # checkpoints, then the inputs
         else:
@@ -284,8 +338,10 @@ def pallas_multi_step(step: Callable, state0: Any, xs: Any, params: Any = (), *,
         else jnp.dtype(jnp.float32)
     out_dtype = jnp.result_type(*[x.dtype for x in x_leaves])
     N = math.prod(S)
-    block = cfg.block_n or default_block(N, cfg.interpret)
-    Np = -(-N // block) * block
+    mod = _backend_module(cfg.backend)
+    block = cfg.block_n or mod.default_block(N, cfg.interpret)
+    mod.check_block(block)
+    Np = mod.padded_size(N, block)   # Triton: whole blocks; Mosaic: N (the tail block overlaps)
 
     if T == 0:  # nothing to run: let scan define the (empty) result
         from snnjax.kernels.scan import scan_multi_step
@@ -297,7 +353,8 @@ def pallas_multi_step(step: Callable, state0: Any, xs: Any, params: Any = (), *,
         edge = jax.lax.stop_gradient(jnp.broadcast_to(a[:, -1:], (1, Np - N)))
         return jnp.concatenate([a, edge], axis=1)
 
-    xs2 = [jnp.pad(x.reshape(T, N), ((0, 0), (0, Np - N))) for x in x_leaves]
+    xs2 = [x.reshape(T, N) if Np == N else jnp.pad(x.reshape(T, N), ((0, 0), (0, Np - N)))
+           for x in x_leaves]
     s2 = [jnp.broadcast_to(s, (1, block)) if k == "shared"
           else pad_row(jnp.broadcast_to(s, S).reshape(1, N)) for s, k in zip(s_leaves, s_kinds)]
     p2, p_kinds, p_dtypes = [], [], []
@@ -312,16 +369,20 @@ def pallas_multi_step(step: Callable, state0: Any, xs: Any, params: Any = (), *,
             p2.append(pad_row(jnp.broadcast_to(p, S).reshape(1, N)))
             p_kinds.append("row")
         p_dtypes.append(pd)
-    fused, out_def = _build(step, (s_def, x_def, p_def), T, Np, block,
-                            tuple(x.dtype for x in x_leaves), tuple(s.dtype for s in s_leaves),
-                            s_kinds, out_dtype, tuple(p_kinds), tuple(p_dtypes), cdt,
+    ops = Operands(x_dtypes=tuple(x.dtype for x in x_leaves),
+                   s_dtypes=tuple(s.dtype for s in s_leaves), s_kinds=s_kinds,
+                   p_dtypes=tuple(p_dtypes), p_kinds=tuple(p_kinds), out_dtype=out_dtype,
+                   compute_dtype=cdt)
+    fused, out_def = _build(step, (s_def, x_def, p_def), Geometry(T, Np, block), ops,
                             return_state_seq, dataclasses.replace(cfg, block_n=block))
     outs, states = fused(xs2, s2, p2)
-    outs = [o[:, :N].reshape((T,) + S) for o in outs]
+    def crop(a):
+        return a if Np == N else a[:, :N]
+    outs = [crop(o).reshape((T,) + S) for o in outs]
     if return_state_seq:
-        states = [s[:, :N].reshape((T,) + S) for s in states]
+        states = [crop(s).reshape((T,) + S) for s in states]
     else:
-        states = [s[0, :N].reshape(S) for s in states]
+        states = [crop(s)[0].reshape(S) for s in states]
     return (jax.tree_util.tree_unflatten(s_def, states),
             jax.tree_util.tree_unflatten(out_def, outs))
 
@@ -337,13 +398,19 @@ def check_step(step: Callable, state0: Any, xs: Any, params: Any, config: Config
     p_leaves, p_def = jax.tree_util.tree_flatten(params)
     dts = [jnp.asarray(a).dtype for a in x_leaves + p_leaves + jax.tree_util.tree_leaves(state0)]
     cdt = jnp.dtype(jnp.float64) if any(d == jnp.float64 for d in dts) else jnp.dtype(jnp.float32)
+    if not backend_available(config.backend):
+        from snnjax.kernels.jaxpr_tools import KernelLoweringError
+        raise KernelLoweringError(f"the installed JAX has no {config.backend} lowering")
+    if cdt == jnp.float64 and config.backend == "mosaic" and not config.interpret:
+        from snnjax.kernels.jaxpr_tools import KernelLoweringError
+        raise KernelLoweringError("the Mosaic GPU backend builds no float64 kernels")
     block = config.block_n or 128
-    _cached_plan(step, (s_def, x_def, p_def), cdt, block, (False,) * 64,
-                 (False,) * s_def.num_leaves, supported_primitives(config))
+    _plan(step, (s_def, x_def, p_def), cdt, Lowering.of(config, block))
 
 
-def warn_once(step: Callable, err: Exception) -> None:
-    key = id(step)
+def warn_once(step: Callable, err: Exception, to: str = "lax.scan") -> None:
+    """Warn once per step (and fallback target) that its kernels could not be built."""
+    key = (id(step), to)
     if key not in _warned:
         _warned.add(key)
-        warnings.warn(f"snnjax.kernels: falling back to lax.scan: {err}", stacklevel=3)
+        warnings.warn(f"snnjax.kernels: falling back to {to}: {err}", stacklevel=3)

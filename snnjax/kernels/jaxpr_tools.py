@@ -71,17 +71,43 @@ def _round_via_floor(x: Any, rounding_method: Any) -> Any:
 
 
 # Primitives rewritten into supported ones while inlining: name -> fn(invals, params) -> outs.
-_REWRITE = {
-    "round": lambda invals, params: [_round_via_floor(
-        invals[0], params.get("rounding_method", jax.lax.RoundingMethod.AWAY_FROM_ZERO))],
-}
+# A backend names the ones it needs (``inline_eval(..., rewrites=...)``); the default is the
+# Triton backend's set. The rewrites (``snnjax.kernels.rewrites``) use only add/mul/div,
+# comparisons, selects, casts, exp and log.
+def _rewrite_table() -> dict:
+    from snnjax.kernels import rewrites as rw
+    return {
+        "round": lambda invals, params: [_round_via_floor(
+            invals[0], params.get("rounding_method", jax.lax.RoundingMethod.AWAY_FROM_ZERO))],
+        "add_any": lambda invals, params: [jax.lax.add(*invals)],
+        "floor": lambda invals, params: [rw.floor(invals[0])],
+        "ceil": lambda invals, params: [rw.ceil(invals[0])],
+        "atan": lambda invals, params: [rw.atan(invals[0])],
+        "expm1": lambda invals, params: [rw.expm1(invals[0])],
+        "log1p": lambda invals, params: [rw.log1p(invals[0])],
+        "erf": lambda invals, params: [rw.erf(invals[0])],
+        "erfc": lambda invals, params: [rw.erfc(invals[0])],
+        "sqrt": lambda invals, params: [rw.sqrt(invals[0])],
+        "integer_pow": lambda invals, params: [rw.integer_pow(invals[0], params["y"])],
+    }
 
 
-def inline_eval(jaxpr: Any, consts: Sequence[Any], *args: Any) -> list[Any]:
-    """Evaluate ``jaxpr`` on ``args``, inlining call primitives and removing ``stop_gradient``.
+REWRITABLE: frozenset[str] = frozenset(
+    "round add_any floor ceil atan expm1 log1p erf erfc sqrt".split())
+# rewritten for Mosaic although it has a rule: the rule takes only exponents >= 2 and -1
+PARTIAL: frozenset[str] = frozenset({"integer_pow"})
+TRITON_REWRITES: frozenset[str] = frozenset({"round"})
+
+
+def inline_eval(jaxpr: Any, consts: Sequence[Any], *args: Any,
+                rewrites: frozenset[str] = TRITON_REWRITES) -> list[Any]:
+    """Evaluate ``jaxpr`` on ``args``, inlining call primitives and removing ``stop_gradient``;
+    the primitives named in ``rewrites`` (a subset of ``REWRITABLE``) are replaced by
+    equivalent sequences of simpler ones.
 
     Traced under ``jax.make_jaxpr`` this yields a flat jaxpr of plain primitives.
     """
+    table = _rewrite_table() if rewrites else {}
     env: dict = {}
     for v, c in zip(jaxpr.constvars, consts):
         env[v] = c
@@ -92,9 +118,9 @@ def inline_eval(jaxpr: Any, consts: Sequence[Any], *args: Any) -> list[Any]:
         invals = [_read(env, v) for v in eqn.invars]
         if name in _INLINE and _INLINE[name] in eqn.params:
             sub, sub_consts = _open(eqn.params[_INLINE[name]])
-            outs = inline_eval(sub, sub_consts, *invals)
-        elif name in _REWRITE:
-            outs = _REWRITE[name](invals, eqn.params)
+            outs = inline_eval(sub, sub_consts, *invals, rewrites=rewrites)
+        elif name in rewrites and _is_float(eqn):
+            outs = table[name](invals, eqn.params)
         else:
             outs = _apply(eqn, invals)
         for v, o in zip(eqn.outvars, outs):
@@ -102,10 +128,17 @@ def inline_eval(jaxpr: Any, consts: Sequence[Any], *args: Any) -> list[Any]:
     return [_read(env, v) for v in jaxpr.outvars]
 
 
-def flatten_jaxpr(fn: Any, avals: Sequence[Any]) -> jcore.ClosedJaxpr:
+def _is_float(eqn: Any) -> bool:
+    """Rewrites are written for floating operands (``add_any`` of integers stays as it is)."""
+    return all(np.issubdtype(v.aval.dtype, np.floating) for v in eqn.outvars)
+
+
+def flatten_jaxpr(fn: Any, avals: Sequence[Any],
+                  rewrites: frozenset[str] = TRITON_REWRITES) -> jcore.ClosedJaxpr:
     """Trace ``fn(*avals)`` and re-trace it through ``inline_eval``: a jaxpr without calls."""
     outer = jax.make_jaxpr(fn)(*avals)
-    return jax.make_jaxpr(lambda *a: inline_eval(outer.jaxpr, outer.consts, *a))(*avals)
+    return jax.make_jaxpr(lambda *a: inline_eval(outer.jaxpr, outer.consts, *a,
+                                                 rewrites=rewrites))(*avals)
 
 
 def check_elementwise(closed: jcore.ClosedJaxpr, row_shape: tuple[int, ...],

@@ -4,7 +4,7 @@ A kernel runs one program per ``block_n`` neurons; inside it the time axis is cu
 of ``chunk_len`` steps (``chunk_layout``). Each chunk is one call of ``LoopSpec.chunk``, which
 first loads every row the chunk reads (so the loads are in flight together), then runs its steps
 unrolled. The chunks are visited by a real loop, so the program size depends on ``chunk_len``,
-not on ``T``. A backend (``pallas_triton``) lowers a ``LoopSpec`` to a kernel; it provides the
+not on ``T``. A backend (``pallas_triton``, ``pallas_mosaic``) lowers a ``LoopSpec`` to a kernel; it provides the
 row I/O object ``io`` with ``io.load(i, index)`` (row ``index`` of sequence input ``i``, cast to
 the compute dtype) and ``io.store(j, index, value)`` (row ``index`` of sequence output ``j``).
 
@@ -36,6 +36,9 @@ Rows = list  # list of per-neuron rows, each ``(1, block_n)``
 class Config:
     """Static kernel configuration (hashable; part of the cache key).
 
+    ``backend``: the Pallas lowering, ``'triton'`` or ``'mosaic'`` (``multi_step`` sets it from
+    its ``backend`` argument); ``block_n``: neurons per program (Mosaic: a power of two >= 128);
+    ``num_warps`` / ``num_stages``: Triton only (a Mosaic program is one warpgroup);
     ``chunk``: time steps per unrolled chunk (and checkpoint interval of ``'recompute'``);
     ``residuals``: ``'auto'`` (fewer bytes), ``'save'`` or ``'recompute'`` (``plan.py``).
     """

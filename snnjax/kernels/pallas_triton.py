@@ -4,8 +4,10 @@ Lowers a backend-neutral ``LoopSpec`` (``loops.py``): one program per ``block_n`
 time axis is a ``lax.fori_loop`` over chunks (not unrolled), each chunk's steps unrolled; the
 carry lives in registers. Runs with ``interpret=True`` on machines without a GPU.
 
-(Pallas-Triton is deprecated since JAX 0.11; a Mosaic GPU backend would be a sibling module
-exposing the same ``run_loop`` / ``supported_primitives``.)
+(Pallas-Triton is deprecated since JAX 0.11; ``pallas_mosaic`` is the sibling Mosaic GPU backend,
+exposing the same ``run_loop`` / ``supported_primitives`` / ``rewrites`` / ``row_shape`` /
+``default_block`` / ``padded_size``.) Sizes that are not a multiple of the block are padded by
+the generator (``padded_size``).
 """
 from __future__ import annotations
 
@@ -15,7 +17,53 @@ from typing import Any, Sequence
 import jax
 from jax.experimental import pallas as pl
 
+from snnjax.kernels.jaxpr_tools import TRITON_REWRITES
 from snnjax.kernels.loops import Config, LoopSpec, chunk_layout
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+@functools.lru_cache(maxsize=1)
+def available() -> bool:
+    """Whether the installed JAX still has Pallas' Triton lowering."""
+    try:
+        from jax._src.pallas.triton import lowering  # noqa: F401
+        return True
+    except Exception:
+        return False
+
+
+def rewrites() -> frozenset[str]:
+    """Primitives the generator replaces for this backend (``round``: no Triton rule)."""
+    return TRITON_REWRITES
+
+
+def row_shape(block_n: int) -> tuple[int, ...]:
+    return (1, block_n)
+
+
+def default_block(n: int, interpret: bool) -> int:
+    """Largest power of two <= 256 that still gives >= 4 programs per SM of a 132-SM GPU
+    (floor 128); for tiny ``n`` the next power of two (>= 16). Interpret mode: one or few blocks.
+    (256 neurons and 4 warps: two per thread, so a chunk's rows fit in registers; measured best
+    on the H200, ``benchmarks/RESULTS.md``.)"""
+    if interpret:
+        return min(max(16, _next_pow2(n)), 4096)
+    b = 256
+    while b > 128 and -(-n // b) < 4 * 132:
+        b //= 2
+    return min(b, max(16, _next_pow2(n)))
+
+
+def padded_size(n: int, block_n: int) -> int:
+    """Operand width: ``n`` rounded up to a whole number of blocks (the generator pads)."""
+    return -(-n // block_n) * block_n
+
+
+def check_block(block_n: int) -> None:
+    """Every power of two is a valid Triton block."""
 
 
 @functools.lru_cache(maxsize=1)

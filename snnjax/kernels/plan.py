@@ -26,8 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jcore
 
-from snnjax.kernels.jaxpr_tools import (KernelLoweringError, check_elementwise, flatten_jaxpr,
-                                        fold_constants, min_vertex_cut, needed_eqns)
+from snnjax.kernels.jaxpr_tools import (TRITON_REWRITES, KernelLoweringError, check_elementwise,
+                                        flatten_jaxpr, fold_constants, min_vertex_cut,
+                                        needed_eqns)
 
 RESIDUAL_MODES = ("auto", "save", "recompute")
 
@@ -100,10 +101,14 @@ def _flat_step(step: Callable, defs: tuple, n_s: int, n_x: int, cdt: Any, out_bo
     return fstep
 
 
-def make_plan(step: Callable, defs: tuple, cdt: Any, block_n: int, reread_out: tuple[bool, ...],
-              reread_state: tuple[bool, ...], supported: frozenset[str] | None,
-              need: tuple[bool, ...] | None = None) -> StepPlan:
-    """Trace, check and partition ``step`` for rows ``(1, block_n)`` of dtype ``cdt``.
+def make_plan(step: Callable, defs: tuple, cdt: Any, block_n: int | tuple[int, ...],
+              reread_out: tuple[bool, ...], reread_state: tuple[bool, ...],
+              supported: frozenset[str] | None, need: tuple[bool, ...] | None = None,
+              rewrites: frozenset[str] = TRITON_REWRITES) -> StepPlan:
+    """Trace, check and partition ``step`` for rows ``(1, block_n)`` of dtype ``cdt`` (or rows
+    of the shape ``block_n`` when it is a tuple: the Mosaic backend's ``(block_n,)``).
+
+    ``rewrites``: primitives replaced by simpler ones while flattening (``jaxpr_tools``).
 
     ``need``: per flat input (states, xs, params) whether its gradient is wanted (None: all);
     gradients nobody asked for are neither computed nor paid for in residuals.
@@ -113,7 +118,8 @@ def make_plan(step: Callable, defs: tuple, cdt: Any, block_n: int, reread_out: t
     """
     state_def, x_def, p_def = defs
     n_s, n_x, n_p = state_def.num_leaves, x_def.num_leaves, p_def.num_leaves
-    row = jax.ShapeDtypeStruct((1, block_n), cdt)
+    row_shape = tuple(block_n) if isinstance(block_n, tuple) else (1, block_n)
+    row = jax.ShapeDtypeStruct(row_shape, cdt)
     box: list = []
     fstep = _flat_step(step, defs, n_s, n_x, cdt, box)
     try:
@@ -126,9 +132,9 @@ def make_plan(step: Callable, defs: tuple, cdt: Any, block_n: int, reread_out: t
             "elementwise, capture no arrays (pass them as a param) and use no value-dependent "
             "Python control flow; or use backend='scan'") from e
     for sh in shapes:
-        if tuple(sh.shape) != (1, block_n):
+        if tuple(sh.shape) != row_shape:
             raise KernelLoweringError(f"step produced a value of shape {sh.shape} from rows of "
-                                      f"shape {(1, block_n)}; it must be elementwise")
+                                      f"shape {row_shape}; it must be elementwise")
     n_o = len(shapes) - n_s
     out_def = box[0]
 
@@ -139,12 +145,12 @@ def make_plan(step: Callable, defs: tuple, cdt: Any, block_n: int, reread_out: t
         return list(outs) + list(vjp_fn(cts))
 
     try:
-        closed = flatten_jaxpr(joint, [row] * (n_s + n_x + n_p + n_s + n_o))
+        closed = flatten_jaxpr(joint, [row] * (n_s + n_x + n_p + n_s + n_o), rewrites)
     except KernelLoweringError:
         raise
     except Exception as e:
         raise KernelLoweringError(f"step could not be differentiated on rows: {e}") from e
-    check_elementwise(closed, (1, block_n), supported)
+    check_elementwise(closed, row_shape, supported)
     jx = closed.jaxpr
     # Constants: captured scalars and everything computed from constants alone (e.g. a baked
     # param's sigmoid), as (Python number, dtype); a kernel body rebuilds them as uniform rows,
@@ -181,7 +187,7 @@ def make_plan(step: Callable, defs: tuple, cdt: Any, block_n: int, reread_out: t
     sinks.extend(v for v in CT if not isinstance(v, jcore.Literal) and v not in ct_dep)
 
     def storable(v: Any) -> bool:
-        return v.aval.shape == (1, block_n) and (
+        return v.aval.shape == row_shape and (
             jnp.issubdtype(v.aval.dtype, jnp.floating) or v.aval.dtype == jnp.bool_)
 
     candidates = [v for eqn in primal for v in eqn.outvars if storable(v)] + list(S) + list(X)
@@ -221,7 +227,7 @@ def make_plan(step: Callable, defs: tuple, cdt: Any, block_n: int, reread_out: t
 
     infer_eqns = needed_eqns(jx, list(NS) + list(O), known_fwd)
     return StepPlan(n_s, n_x, n_p, n_o, out_def, jx, consts, infer_eqns, save, recompute,
-                    (1, block_n), cdt, need)
+                    row_shape, cdt, need)
 
 
 def residual_cost(plan: StepPlan, mode: str, *, x_itemsizes: tuple[int, ...],
