@@ -25,6 +25,7 @@ import numpy as np
 
 from snnjax.kernels.loops import Config, backward_spec, forward_spec
 from snnjax.kernels.plan import RESIDUAL_MODES, StepPlan, choose_residuals, make_plan
+from snnjax.kernels.sharding import launcher
 
 
 def _next_pow2(n: int) -> int:
@@ -85,7 +86,8 @@ def _cached_plan(step, defs, cdt, block_n, reread_out, reread_state, supported,
 def _build(step: Callable, defs: tuple, T: int, Np: int, block_n: int, x_dtypes: tuple,
            s_dtypes: tuple, s_kinds: tuple, out_dtype: Any, p_kinds: tuple, p_dtypes: tuple,
            cdt: Any, return_state_seq: bool, cfg: Config) -> tuple[Callable, Any]:
-    """The ``custom_vjp`` fused function on padded ``[T, Np]`` / ``[1, Np]`` operands."""
+    """The ``custom_vjp`` fused function on ``[T, Np]`` / ``[1, Np]`` operands (``Np = N``: the
+    launches pad per shard, ``sharding.launcher``)."""
     n_s = defs[0].num_leaves
     sup = supported_primitives(cfg)
     n_o = _cached_plan(step, defs, cdt, block_n, (False,) * 64, (False,) * n_s, sup).n_o
@@ -93,8 +95,8 @@ def _build(step: Callable, defs: tuple, T: int, Np: int, block_n: int, x_dtypes:
     reread_out = tuple(np.dtype(d) == np.dtype(cdt) for d in out_dtypes)
     reread_state = tuple(return_state_seq and np.dtype(d) == np.dtype(cdt) for d in s_dtypes)
     plan = _cached_plan(step, defs, cdt, block_n, reread_out, reread_state, sup)
-    run = functools.partial(_backend_module(cfg.backend).run_loop, T=T, Np=Np, block_n=block_n,
-                            cfg=cfg)
+    # unpadded [L, N] operands; each launch pads per shard (partitioned under jax.jit)
+    run = launcher(_backend_module(cfg.backend).run_loop, T=T, block_n=block_n, cfg=cfg)
     K = min(cfg.chunk, T)
     n_x = plan.n_x
     sizes = dict(x_itemsizes=tuple(np.dtype(d).itemsize for d in x_dtypes),
@@ -269,21 +271,15 @@ def pallas_multi_step(step: Callable, state0: Any, xs: Any, params: Any = (), *,
     out_dtype = jnp.result_type(*[x.dtype for x in x_leaves])
     N = math.prod(S)
     block = cfg.block_n or default_block(N, cfg.interpret)
-    Np = -(-N // block) * block
+    Np = N   # no padding here: a padded flat axis would not stay sharded (sharding.launcher)
 
     if T == 0:  # nothing to run: let scan define the (empty) result
         from snnjax.kernels.scan import scan_multi_step
         return scan_multi_step(step, state0, xs, params, return_state_seq=return_state_seq)
 
-    def pad_row(a):  # [1, N] -> [1, Np], edge-replicated lanes carry no gradient
-        if Np == N:
-            return a
-        edge = jax.lax.stop_gradient(jnp.broadcast_to(a[:, -1:], (1, Np - N)))
-        return jnp.concatenate([a, edge], axis=1)
-
-    xs2 = [jnp.pad(x.reshape(T, N), ((0, 0), (0, Np - N))) for x in x_leaves]
+    xs2 = [x.reshape(T, N) for x in x_leaves]
     s2 = [jnp.broadcast_to(s, (1, block)) if k == "shared"
-          else pad_row(jnp.broadcast_to(s, S).reshape(1, N)) for s, k in zip(s_leaves, s_kinds)]
+          else jnp.broadcast_to(s, S).reshape(1, N) for s, k in zip(s_leaves, s_kinds)]
     p2, p_kinds, p_dtypes = [], [], []
     for p in p_leaves:
         pd = jnp.dtype(cdt) if not jnp.issubdtype(p.dtype, jnp.floating) else \
@@ -293,7 +289,7 @@ def pallas_multi_step(step: Callable, state0: Any, xs: Any, params: Any = (), *,
             p2.append(jnp.broadcast_to(p, (1, block)))
             p_kinds.append("shared")
         else:
-            p2.append(pad_row(jnp.broadcast_to(p, S).reshape(1, N)))
+            p2.append(jnp.broadcast_to(p, S).reshape(1, N))
             p_kinds.append("row")
         p_dtypes.append(pd)
     fused, out_def = _build(step, (s_def, x_def, p_def), T, Np, block,
