@@ -82,12 +82,11 @@ def _mark_varying(tree: Any, axes: frozenset, arrays_only: bool) -> Any:
 def out_struct(shape: Sequence[int], dtype: Any, operands: Sequence[Any]) -> jax.ShapeDtypeStruct:
     """``jax.ShapeDtypeStruct`` of a kernel output: varying over the manual axes its operands vary
     over (``pallas_call`` inside ``shard_map`` with ``check_vma=True`` needs it)."""
-    axes = varying_axes(list(operands))
-    if not axes:
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or not mesh.manual_axes:
         return jax.ShapeDtypeStruct(tuple(shape), dtype)
-    like = next(o for o in operands if _vma(o) == axes) if any(
-        _vma(o) == axes for o in operands) else None
-    mat = jax.typeof(like).manual_axis_type if like is not None else None
+    axes = varying_axes(list(operands))
+    mat = next((jax.typeof(o).manual_axis_type for o in operands if _vma(o) == axes), None)
     if mat is None:
         from jax._src import core as _core    # no public constructor of ManualAxisType
         mat = _core.ManualAxisType(varying=axes)
@@ -130,7 +129,8 @@ def call(engine: Engine, step: Callable, state0: Any, xs: Any, params: Any, *,
     if not mesh.empty and mesh.manual_axes:
         return _in_manual(run, step, state0, xs, params)
     if not mesh.empty and mesh.explicit_axes:
-        return _in_explicit(run, mesh, step, state0, xs, params, return_state_seq)
+        return _in_explicit(run, mesh, step, state0, xs, params, return_state_seq,
+                            kernel=engine is not scan_multi_step)
     return run(step, state0, xs, params)
 
 
@@ -152,13 +152,26 @@ def _in_manual(run: Callable, step: Callable, state0: Any, xs: Any, params: Any)
                           "(varying manual axes); using lax.scan on this machine", stacklevel=4)
         run = functools.partial(scan_multi_step,
                                 return_state_seq=run.keywords.get("return_state_seq", False))
-    # one type for the scan carry; a replicated parameter's gradient summed over the shards
-    return run(step, _mark_varying(state0, axes, False), _mark_varying(xs, axes, False),
-               _mark_varying(params, axes, True))
+    # the scan carry's type: each state leaf varies over the axes its update varies over
+    # (a fixed point: a state computed from psum'd values, e.g. MPBN's statistics, stays
+    # replicated); inputs and traced parameters vary over all of them
+    xs = _mark_varying(xs, axes, False)
+    params = _mark_varying(params, axes, True)
+    x0 = jax.tree_util.tree_map(lambda a: a[0], xs)
+    for _ in range(4):
+        new_state, _ = step(state0, x0, params)   # traced only: XLA removes the unused values
+        want = [_vma(a) | _vma(s) for a, s in zip(jax.tree_util.tree_leaves(new_state),
+                                                   jax.tree_util.tree_leaves(state0))]
+        leaves, s_def = jax.tree_util.tree_flatten(state0)
+        if all(_vma(s) == w for s, w in zip(leaves, want)):
+            break
+        state0 = jax.tree_util.tree_unflatten(
+            s_def, [_mark_varying(jnp.asarray(s), w, False) for s, w in zip(leaves, want)])
+    return run(step, state0, xs, params)
 
 
 def _in_explicit(run: Callable, mesh: Any, step: Callable, state0: Any, xs: Any, params: Any,
-                 return_state_seq: bool) -> Any:
+                 return_state_seq: bool, kernel: bool) -> Any:
     x_leaves, x_def = jax.tree_util.tree_flatten(xs)
     x_leaves = [jnp.asarray(x) for x in x_leaves]
     ref = x_leaves[0]
@@ -190,6 +203,16 @@ def _in_explicit(run: Callable, mesh: Any, step: Callable, state0: Any, xs: Any,
                           jax.tree_util.tree_unflatten(x_def, x_l),
                           jax.tree_util.tree_unflatten(p_def, leaves))
 
+    if not kernel:
+        # lax.scan is typed by the shardings (a step that reduces over a sharded axis, e.g. MPBN's
+        # batch statistics, gets its collective from JAX): only the carry's type is fixed here
+        leaves = list(p_leaves)
+        for i, p in zip(dyn, p_dyn):
+            leaves[i] = p
+        state, outs = run(step, jax.tree_util.tree_unflatten(s_def, s_leaves),
+                          jax.tree_util.tree_unflatten(x_def, x_leaves),
+                          jax.tree_util.tree_unflatten(p_def, leaves))
+        return _restore_time(state, outs, ref_shape, ref_spec, return_state_seq)
     # output specs from the global shapes (every engine returns what lax.scan returns)
     def scan_twin(s_l, x_l, p_l):
         leaves = list(p_leaves)
@@ -213,16 +236,23 @@ def _in_explicit(run: Callable, mesh: Any, step: Callable, state0: Any, xs: Any,
         [P(*sp) for sp in s_specs], [P(*sp) for sp in x_specs], [P(*sp) for sp in p_specs]),
         out_specs=out_specs, axis_names=set(mesh.explicit_axes) | used, check_vma=True)
     state, outs = f(s_leaves, x_leaves, p_dyn)
-    if ref_spec[0] is not None:   # the time axis was sharded: give the sequences back that way
-        T = ref_shape[0]
+    return _restore_time(state, outs, ref_shape, ref_spec, return_state_seq)
 
-        def restore(a):
-            if jnp.ndim(a) == len(ref_shape) and a.shape[0] == T:
-                return jax.reshard(a, P(ref_spec[0], *_spec_of(a)[1:]))
-            return a
-        outs = jax.tree_util.tree_map(restore, outs)
-        if return_state_seq:
-            state = jax.tree_util.tree_map(restore, state)
+
+def _restore_time(state: Any, outs: Any, ref_shape: tuple, ref_spec: tuple,
+                  return_state_seq: bool) -> tuple[Any, Any]:
+    """Sequences resharded along time as the input was (the run gathered the time axis)."""
+    if ref_spec[0] is None:
+        return state, outs
+    T = ref_shape[0]
+
+    def restore(a):
+        if jnp.ndim(a) == len(ref_shape) and a.shape[0] == T:
+            return jax.reshard(a, P(ref_spec[0], *_spec_of(a)[1:]))
+        return a
+    outs = jax.tree_util.tree_map(restore, outs)
+    if return_state_seq:
+        state = jax.tree_util.tree_map(restore, state)
     return state, outs
 
 
@@ -232,11 +262,14 @@ def _partitionable(operands: Sequence[Any]) -> bool:
     """Whether a launch can be a ``custom_partitioning`` op: more than one device, not inside a
     manual or explicit mesh context (handled by ``call``), not under ``jax.vmap`` (which has no
     batching rule for it: a vmapped launch stays a plain kernel call)."""
-    from jax.interpreters import batching
+    try:
+        from jax._src.interpreters.batching import BatchTracer   # no public name in JAX 0.10
+    except ImportError:   # pragma: no cover
+        BatchTracer = ()
     mesh = jax.sharding.get_abstract_mesh()
     if jax.device_count() < 2 or (not mesh.empty and (mesh.manual_axes or mesh.explicit_axes)):
         return False
-    return not any(isinstance(a, batching.BatchTracer) for a in operands)
+    return not any(isinstance(a, BatchTracer) for a in operands)
 
 
 def launcher(run_loop: Callable, *, T: int, block_n: int, cfg: Any) -> Callable:
@@ -286,7 +319,9 @@ def launcher(run_loop: Callable, *, T: int, block_n: int, cfg: Any) -> Callable:
                 res.append(o)
             return tuple(seq_out) + tuple(res)
 
-        if not _partitionable(seq_in + row_in):
+        # an uneven split cannot be described to the partitioner (JAX 0.10 raises while decoding
+        # it): a neuron count that no group of devices divides runs unpartitioned (XLA gathers)
+        if not _partitionable(seq_in + row_in) or N % jax.device_count():
             out = local(*seq_in, *row_in)
             return list(out[:n_sout]), list(out[n_sout:])
         f = custom_partitioning(lambda *flat: local(*flat))
@@ -300,7 +335,10 @@ def launcher(run_loop: Callable, *, T: int, block_n: int, cfg: Any) -> Callable:
         out_rules = [rule_dims(False, i, "seq") for i in range(n_sout)] + \
             [rule_dims(False, n_sout + j, "shared" if k == "block" else "row")
              for j, k in enumerate(out_kinds)]
-        others = sorted({d for r in in_rules + out_rules for d in r.split() if d != "n"})
+        # every factor but the neuron axis stays replicated (in order of appearance: Shardy
+        # wants the special factors sorted)
+        others = list(dict.fromkeys(d for r in in_rules + out_rules for d in r.split()
+                                    if d != "n"))
         rule = ", ".join(in_rules) + " -> " + ", ".join(out_rules)
 
         def partition(mesh, arg_shapes, result_shape):
