@@ -110,6 +110,8 @@ def run_case(name, backend):
     with jax.set_mesh(EMESH):
         xe, we = jax.device_put((X, W_OUT), P(None, "data"))
         out = jax.jit(f)(xe, we, p)
+        if backend == "pallas":   # the kernels ran (inside shard_map), not the scan twin
+            assert "pallas_call" in str(jax.make_jaxpr(f)(xe, we, p)), name
         assert spec_of(out[0]) == (None, "data"), jax.typeof(out[0])
         s0 = m.init_state((xe[0],)) if isinstance(m, neuron.FlexSN) else m.init_state(xe[0])
         for leaf in jax.tree_util.tree_leaves(s0):
@@ -152,6 +154,10 @@ def _():
                                              or c["all-to-all"]), (backend, c)
         close(jax.jit(jax.grad(loss, argnums=1))(xs, jnp.asarray(2.0)),
               jax.jit(jax.grad(loss, argnums=1))(X, jnp.asarray(2.0)), f"tau grad {backend}")
+        with jax.set_mesh(EMESH):   # explicit axes: the kernels inside shard_map
+            xe = jax.device_put(X, P(None, "data"))
+            gx = jax.jit(jax.grad(loss)).lower(xe, 2.0).compile().as_text()
+            assert not any(collectives(gx).values()), (backend, "explicit", collectives(gx))
 
 
 # --- bad input: coupled axes, uneven splits, other state shardings, random draws --------------

@@ -177,64 +177,56 @@ def _in_explicit(run: Callable, mesh: Any, step: Callable, state0: Any, xs: Any,
     ref = x_leaves[0]
     ref_shape, ref_spec = tuple(ref.shape), _spec_of(ref)
     S, s_spec = ref_shape[1:], ref_spec[1:]
-    x_specs = [(None,) + _aligned(tuple(x.shape[1:]), S, s_spec) for x in x_leaves]
-    in_x_specs = [_spec_of(x) for x in x_leaves]
 
     def reshard(a, spec):
         return a if _spec_of(a) == spec else jax.reshard(a, P(*spec))
 
-    # the recurrence couples every time step: a sharded time axis is gathered (and restored below)
+    # the recurrence couples every time step: a sharded time axis is gathered (restored below)
+    x_specs = [(None,) + _aligned(tuple(x.shape[1:]), S, s_spec) for x in x_leaves]
     x_leaves = [reshard(x, sp) for x, sp in zip(x_leaves, x_specs)]
     s_leaves, s_def = jax.tree_util.tree_flatten(state0)
-    s_leaves = [jnp.asarray(s) for s in s_leaves]
-    s_specs = [_aligned(tuple(s.shape), S, s_spec) for s in s_leaves]
-    s_leaves = [reshard(s, sp) for s, sp in zip(s_leaves, s_specs)]
     p_leaves, p_def = jax.tree_util.tree_flatten(params)
     dyn = [i for i, p in enumerate(p_leaves) if isinstance(p, jax.core.Tracer)]
     p_dyn = [p_leaves[i] for i in dyn]
-    p_specs = [_aligned(tuple(jnp.shape(p)), S, s_spec) for p in p_dyn]
-    p_dyn = [reshard(p, sp) for p, sp in zip(p_dyn, p_specs)]
+    if kernel:
+        # every operand of the kernels per neuron and sharded like the input: the shard_map then
+        # needs no varying-axis typing (check_vma=False, which Pallas interpret mode needs too)
+        # and returns no unreduced gradient (a shared parameter's is summed outside, by XLA)
+        s_leaves = [jnp.broadcast_to(jnp.asarray(a), S) for a in s_leaves]
+        p_dyn = [jnp.broadcast_to(jnp.asarray(a), S) for a in p_dyn]
+    s_specs = [_aligned(tuple(jnp.shape(a)), S, s_spec) for a in s_leaves]
+    p_specs = [_aligned(tuple(jnp.shape(a)), S, s_spec) for a in p_dyn]
+    # a state sharded otherwise than the input is resharded to the input's sharding
+    s_leaves = [reshard(jnp.asarray(a), sp) for a, sp in zip(s_leaves, s_specs)]
+    p_dyn = [reshard(a, sp) for a, sp in zip(p_dyn, p_specs)]
 
-    def local(s_l, x_l, p_l):
+    def trees(s_l, x_l, p_l):
         leaves = list(p_leaves)
         for i, p in zip(dyn, p_l):
             leaves[i] = p
-        return _in_manual(run, step, jax.tree_util.tree_unflatten(s_def, s_l),
-                          jax.tree_util.tree_unflatten(x_def, x_l),
-                          jax.tree_util.tree_unflatten(p_def, leaves))
+        return (jax.tree_util.tree_unflatten(s_def, s_l), jax.tree_util.tree_unflatten(x_def, x_l),
+                jax.tree_util.tree_unflatten(p_def, leaves))
 
     if not kernel:
         # lax.scan is typed by the shardings (a step that reduces over a sharded axis, e.g. MPBN's
         # batch statistics, gets its collective from JAX): only the carry's type is fixed here
-        leaves = list(p_leaves)
-        for i, p in zip(dyn, p_dyn):
-            leaves[i] = p
-        state, outs = run(step, jax.tree_util.tree_unflatten(s_def, s_leaves),
-                          jax.tree_util.tree_unflatten(x_def, x_leaves),
-                          jax.tree_util.tree_unflatten(p_def, leaves))
+        state, outs = run(step, *trees(s_leaves, x_leaves, p_dyn))
         return _restore_time(state, outs, ref_shape, ref_spec, return_state_seq)
+
     # output specs from the global shapes (every engine returns what lax.scan returns)
-    def scan_twin(s_l, x_l, p_l):
-        leaves = list(p_leaves)
-        for i, p in zip(dyn, p_l):
-            leaves[i] = p
-        return scan_multi_step(step, jax.tree_util.tree_unflatten(s_def, s_l),
-                               jax.tree_util.tree_unflatten(x_def, x_l),
-                               jax.tree_util.tree_unflatten(p_def, leaves),
-                               return_state_seq=return_state_seq)
-    shapes = jax.eval_shape(scan_twin, s_leaves, x_leaves, p_dyn)
+    shapes = jax.eval_shape(lambda *a: scan_multi_step(step, *trees(*a),
+                                                       return_state_seq=return_state_seq),
+                            s_leaves, x_leaves, p_dyn)
 
     def o_spec(sd):
         shape = tuple(sd.shape)
-        if len(shape) == len(ref_shape) and shape[0] == ref_shape[0] and shape[1:] == S \
-                and (return_state_seq or True):
+        if len(shape) == len(ref_shape) and shape[0] == ref_shape[0] and shape[1:] == S:
             return P(None, *s_spec)
         return P(*_aligned(shape, S, s_spec))
-    out_specs = jax.tree_util.tree_map(o_spec, shapes)
-    used = {a for sp in x_specs + s_specs + p_specs for e in sp for a in _axis_names(e)}
-    f = jax.shard_map(local, mesh=mesh, in_specs=(
+    f = jax.shard_map(lambda *a: run(step, *trees(*a)), mesh=mesh, in_specs=(
         [P(*sp) for sp in s_specs], [P(*sp) for sp in x_specs], [P(*sp) for sp in p_specs]),
-        out_specs=out_specs, axis_names=set(mesh.explicit_axes) | used, check_vma=True)
+        out_specs=jax.tree_util.tree_map(o_spec, shapes), axis_names=set(mesh.explicit_axes),
+        check_vma=False)
     state, outs = f(s_leaves, x_leaves, p_dyn)
     return _restore_time(state, outs, ref_shape, ref_spec, return_state_seq)
 
@@ -341,7 +333,8 @@ def launcher(run_loop: Callable, *, T: int, block_n: int, cfg: Any) -> Callable:
                                     if d != "n"))
         rule = ", ".join(in_rules) + " -> " + ", ".join(out_rules)
 
-        def partition(mesh, arg_shapes, result_shape):
+        def shardings(mesh, arg_shapes):
+            """The neuron axis as the first per-neuron operand has it; the rest replicated."""
             idx = 0 if n_seq else n_seq + next(j for j, k in enumerate(kinds) if k != "shared")
             n_entry = (tuple(arg_shapes[idx].sharding.spec) + (None, None))[1]
             axes = _axis_names(n_entry)
@@ -351,10 +344,17 @@ def launcher(run_loop: Callable, *, T: int, block_n: int, cfg: Any) -> Callable:
             rep = NamedSharding(mesh, P(None, None))
             arg_sh = tuple([row] * n_seq + [rep if k == "shared" else row for k in kinds])
             res_sh = tuple([row] * n_sout + [rep if k == "block" else row for k in out_kinds])
+            return axes, arg_sh, res_sh
+
+        def partition(mesh, arg_shapes, result_shape):
+            axes, arg_sh, res_sh = shardings(mesh, arg_shapes)
             return mesh, functools.partial(local, psum_axes=axes), res_sh, arg_sh
 
-        f.def_partition(partition=partition, sharding_rule=rule,
-                        need_replication_factors=tuple(others))
+        def infer(mesh, arg_shapes, result_shape):   # GSPMD (jax_use_shardy_partitioner=False)
+            return shardings(mesh, arg_shapes)[2]
+
+        f.def_partition(partition=partition, infer_sharding_from_operands=infer,
+                        sharding_rule=rule, need_replication_factors=tuple(others))
         out = f(*seq_in, *row_in)
         return list(out[:n_sout]), list(out[n_sout:])
     return launch
