@@ -259,7 +259,20 @@ def _():
     m = neuron.ILCLIFNode(act_dim=2, dec_pop_dim=4, rngs=nnx.Rngs(0))
     x = jax.random.normal(KEY, (3, 2, 8)) + 0.5
     f = jax.jit(lambda x: pure(m, x, None))
-    close(f(jax.device_put(x, NamedSharding(MESH, P(None, None, "data")))), f(x), "ILC")
+    ref = f(x)
+    close(f(jax.device_put(x, NamedSharding(MESH, P(None, None, "data")))), ref, "ILC")
+    with jax.set_mesh(EMESH):   # the connection's reshape is untypable: run gathered
+        out = f(jax.device_put(x, P(None, None, "data")))
+        assert spec_of(out) == (None, None, "data"), jax.typeof(out)
+    close(out, ref, "ILC explicit")
+    g = jax.shard_map(lambda x: pure(m, x, None), mesh=MESH, in_specs=P(None, None, "data"),
+                      out_specs=P(None, None, "data"))
+    try:   # inside shard_map the neuron sees 2 of its 8 neurons: a clear error
+        jax.jit(g)(x)
+    except ValueError as e:
+        assert "act_dim * dec_pop_dim = 8" in str(e) and "(2, 2)" in str(e), e
+    else:
+        raise AssertionError("ILC ran on a quarter of its neurons")
 
 
 @check("noisy neuron: the noise drawn under sharding equals the unsharded draw")

@@ -5,22 +5,31 @@ neuron axes (batch, channels, ...) runs on every shard independently: no gather,
 communication for the values or the input gradient. Three contexts, one entry point
 (:func:`call`, used by :func:`snnjax.kernels.multi_step` around whatever engine it picked):
 
-* **Inside a ``shard_map``** (the user's own, or the one below; axes ``Manual``): the engine runs
-  on the local block. With ``check_vma=True`` every state and parameter leaf is marked varying
-  over the axes the inputs vary over (``jax.lax.pcast``), so the ``lax.scan`` carry keeps one
-  type and a replicated parameter's gradient is summed over the shards (``pcast``'s transpose is
-  a ``psum``); kernel outputs are declared with the same varying axes (:func:`out_struct`).
-* **Under ``jax.set_mesh`` with Explicit axes** (shardings are part of the types): the engine is
-  called inside ``jax.shard_map`` over the input's sharding. State and parameter leaves are
-  resharded to the input's sharding (the collective a differently sharded state needs); a
-  sharded time axis is gathered first (the recurrence couples all steps) and the outputs are
-  resharded back, so outputs always keep the input's sharding.
+* **Inside a ``shard_map``** (a user's own; axes ``Manual``): the engine runs on the local
+  block. With ``check_vma=True`` inputs and traced parameters are marked varying over the axes
+  the inputs vary over (``jax.lax.pcast``: a replicated parameter's gradient is then summed over
+  the shards, ``pcast``'s transpose being a ``psum``), and each state leaf over the axes its
+  update varies over (a fixed point found by tracing the step: the ``lax.scan`` carry keeps one
+  type, and a state computed from ``psum``'d values, like MPBN's statistics, stays replicated).
+  Compiled kernels declare their outputs with the same varying axes (:func:`out_struct`); Pallas
+  *interpret* mode cannot run there in JAX 0.10 and falls back to ``lax.scan`` with a warning.
+* **Under ``jax.set_mesh`` with Explicit axes** (shardings are part of the types): a sharded
+  time axis is gathered first (the recurrence couples all steps) and the outputs are resharded
+  back, so outputs always keep the input's sharding; a state sharded otherwise than the input is
+  resharded to the input's sharding (the collective it needs). ``lax.scan`` then runs typed by
+  the shardings (JAX adds the collectives of a step that reduces over a sharded axis). The
+  kernels run inside ``jax.shard_map`` over the input's sharding with every state and traced
+  parameter broadcast per neuron and sharded like the input, so no operand is replicated, no
+  gradient comes back unreduced (a shared parameter's is summed outside, by XLA) and
+  ``check_vma=False`` is safe (Pallas interpret mode needs it).
 * **Under plain ``jax.jit`` with ``NamedSharding`` inputs** (Auto axes: the library cannot see
   the sharding while tracing): ``lax.scan`` is partitioned by XLA; every fused-kernel launch is a
   ``custom_partitioning`` op (:func:`launcher`) on unpadded ``[L, N]`` operands whose rule keeps
   the neuron axis sharded and replicates the time axis; each shard pads its own block, and the
   per-program partial sums of shared-parameter gradients are reduced in the shard and then over
-  the shards (the one all-reduce such a gradient needs).
+  the shards (the one all-reduce such a gradient needs). Not partitioned (correct, but XLA
+  gathers): launches under ``jax.vmap`` (no batching rule for ``custom_partitioning``) and
+  neuron counts that the device count does not divide.
 
 The flattened neuron axis ``N = prod(S)`` of the kernels stays sharded without communication
 when the sharded axes of ``S`` are its leading ones (e.g. the batch axis); sharding a trailing
@@ -40,14 +49,15 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from snnjax.kernels.scan import scan_multi_step
 
+try:
+    from jax._src.core import ShardingTypeError   # JAX 0.10: no public name
+except ImportError:   # pragma: no cover
+    ShardingTypeError = TypeError
+
 Engine = Callable[..., tuple[Any, Any]]
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-def _is_array(a: Any) -> bool:
-    return isinstance(a, (jax.Array, jax.core.Tracer)) or hasattr(a, "shape")
-
 
 def _vma(a: Any) -> frozenset:
     try:
@@ -210,7 +220,17 @@ def _in_explicit(run: Callable, mesh: Any, step: Callable, state0: Any, xs: Any,
     if not kernel:
         # lax.scan is typed by the shardings (a step that reduces over a sharded axis, e.g. MPBN's
         # batch statistics, gets its collective from JAX): only the carry's type is fixed here
-        state, outs = run(step, *trees(s_leaves, x_leaves, p_dyn))
+        try:
+            state, outs = run(step, *trees(s_leaves, x_leaves, p_dyn))
+        except ShardingTypeError:
+            # a step that reshapes across a sharded neuron axis (ILC's connection) cannot be
+            # typed: run it on gathered operands, then shard the results like the input again
+            rep = lambda a: reshard(a, (None,) * jnp.ndim(a))
+            state, outs = run(step, *trees([rep(a) for a in s_leaves], [rep(a) for a in x_leaves],
+                                           [rep(a) for a in p_dyn]))
+            like = lambda a: reshard(a, (None,) + s_spec if jnp.ndim(a) == len(ref_shape)
+                                     else _aligned(tuple(jnp.shape(a)), S, s_spec))
+            state, outs = jax.tree_util.tree_map(like, (state, outs))
         return _restore_time(state, outs, ref_shape, ref_spec, return_state_seq)
 
     # output specs from the global shapes (every engine returns what lax.scan returns)
