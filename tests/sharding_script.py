@@ -80,7 +80,7 @@ CASES = {   # name -> (registry entry, params override (learnable / per-neuron),
     "LIFNode": ("LIFNode", lambda: {"tau": jnp.linspace(1.5, 4.0, F)}, ("scan", "pallas")),
     "ParametricLIFNode": ("ParametricLIFNode", lambda: {"w": jnp.asarray(-0.3)}, ("pallas",)),
     "CUBALIFNode": ("CUBALIFNode", lambda: None, ("scan",)),
-    "FlexSN": ("FlexSN", lambda: None, ("scan", "pallas")),
+    "FlexSN": ("FlexSN", lambda: None, ("pallas",)),
 }
 
 
@@ -152,12 +152,12 @@ def _():
         c = collectives(gt)
         assert c["all-reduce"] >= 1 and not (c["all-gather"] or c["collective-permute"]
                                              or c["all-to-all"]), (backend, c)
-        close(jax.jit(jax.grad(loss, argnums=1))(xs, jnp.asarray(2.0)),
-              jax.jit(jax.grad(loss, argnums=1))(X, jnp.asarray(2.0)), f"tau grad {backend}")
-        with jax.set_mesh(EMESH):   # explicit axes: the kernels inside shard_map
-            xe = jax.device_put(X, P(None, "data"))
-            gx = jax.jit(jax.grad(loss)).lower(xe, 2.0).compile().as_text()
-            assert not any(collectives(gx).values()), (backend, "explicit", collectives(gx))
+        # (the values of these gradients are compared with unsharded ones in 'neuron ...')
+        if backend == "pallas":
+            with jax.set_mesh(EMESH):   # explicit axes: the kernels inside shard_map
+                xe = jax.device_put(X, P(None, "data"))
+                gx = jax.jit(jax.grad(loss)).lower(xe, 2.0).compile().as_text()
+                assert not any(collectives(gx).values()), ("explicit", collectives(gx))
 
 
 # --- bad input: coupled axes, uneven splits, other state shardings, random draws --------------

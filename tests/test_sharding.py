@@ -18,7 +18,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 
 CHECKS = [
     "neuron LIFNode scan", "neuron LIFNode pallas", "neuron ParametricLIFNode pallas",
-    "neuron CUBALIFNode scan", "neuron FlexSN scan", "neuron FlexSN pallas",
+    "neuron CUBALIFNode scan", "neuron FlexSN pallas",
     "init_state keeps the input's sharding", "compiled HLO", "time axis sharded",
     "uneven split", "state sharded differently", "PSN / SlidingPSN", "MPBN", "ILC",
     "noisy neuron", "data-parallel and FSDP",
