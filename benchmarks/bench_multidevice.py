@@ -93,6 +93,11 @@ def lif_setup(n: int, batch: int, args) -> tuple:
             problems.append(f"collectives in the input gradient: {found}")
         if "CustomSPMDPartitioning" in text:
             problems.append("a kernel launch was left unpartitioned")
+        flat = batch * args.features   # a kernel operand of the global flat size: not per shard
+        # (compiled kernels only: interpret mode's block is sized from the global N, so a
+        # shard's padded rows can have the global length)
+        if jax.default_backend() == "gpu" and re.search(rf"\[{args.T},{flat}\]", text) or re.search(rf"\[1,{flat}\]", text):
+            problems.append(f"an operand of the global flat shape [*, {flat}] in the program")
     return (lambda: fn(x, g)), problems
 
 
