@@ -96,7 +96,7 @@ def lif_setup(n: int, batch: int, args) -> tuple:
         flat = batch * args.features   # a kernel operand of the global flat size: not per shard
         # (compiled kernels only: interpret mode's block is sized from the global N, so a
         # shard's padded rows can have the global length)
-        if jax.default_backend() == "gpu" and re.search(rf"\[{args.T},{flat}\]", text) or re.search(rf"\[1,{flat}\]", text):
+        if jax.default_backend() == "gpu" and re.search(rf"\[(1|{args.T}),{flat}\]", text):
             problems.append(f"an operand of the global flat shape [*, {flat}] in the program")
     return (lambda: fn(x, g)), problems
 
