@@ -14,6 +14,7 @@ from typing import Any, Iterator
 import jax
 import jax.numpy as jnp
 
+from snnjax.kernels import sharding
 from snnjax.kernels.generator import (backend_available, check_config, check_step,
                                       pallas_multi_step, warn_once)
 from snnjax.kernels.jaxpr_tools import KernelLoweringError
@@ -137,16 +138,24 @@ def multi_step(step: Step, state0: Any, xs: Any, params: Any = (), *, backend: s
     empty result on every backend (no kernel to launch).
     """
     check_backend(backend)
+    engine, kw = _engine(step, state0, xs, params, backend, config)
+    # on sharded operands: per shard, in every mesh context (kernels/sharding.py)
+    return sharding.call(engine, step, state0, xs, params, return_state_seq=return_state_seq,
+                         **kw)
+
+
+def _engine(step: Step, state0: Any, xs: Any, params: Any, backend: str,
+            config: Config | None) -> tuple[Any, dict]:
+    """The engine ``multi_step`` dispatches to, with its extra keywords."""
     empty = any(leaf.size == 0 for leaf in jax.tree_util.tree_leaves(xs))   # zero neurons
     if (backend == "scan" or empty
             or (backend == "auto" and (not on_gpu() or _any_float64(state0, xs)))):
         # float64 kernels are not built for GPUs: 'auto' keeps x64 runs on lax.scan.
-        return scan_multi_step(step, state0, xs, params, return_state_seq=return_state_seq)
+        return scan_multi_step, {}
     cfg = _kernel_config(step, state0, xs, params, backend, config)
     if cfg is None:
-        return scan_multi_step(step, state0, xs, params, return_state_seq=return_state_seq)
-    return pallas_multi_step(step, state0, xs, params, return_state_seq=return_state_seq,
-                             config=cfg)
+        return scan_multi_step, {}
+    return pallas_multi_step, {"config": cfg}
 
 
 __all__ = ["BACKENDS", "Config", "KernelLoweringError", "Step", "auto_kernel_backend",

@@ -26,6 +26,7 @@ import numpy as np
 
 from snnjax.kernels.loops import Config, backward_spec, forward_spec
 from snnjax.kernels.plan import RESIDUAL_MODES, StepPlan, choose_residuals, make_plan
+from snnjax.kernels.sharding import launcher
 
 
 KERNEL_BACKENDS = ("triton", "mosaic")
@@ -133,8 +134,9 @@ class Operands:
 @functools.lru_cache(maxsize=512)
 def _build(step: Callable, defs: tuple, geom: Geometry, ops: Operands, return_state_seq: bool,
            cfg: Config) -> tuple[Callable, Any]:
-    """The ``custom_vjp`` fused function on ``[T, Np]`` / ``[1, Np]`` operands."""
-    T, Np, block_n = geom.T, geom.Np, geom.block_n
+    """The ``custom_vjp`` fused function on ``[T, N]`` / ``[1, N]`` operands (unpadded: each
+    launch pads per shard, ``sharding.launcher``)."""
+    T, block_n = geom.T, geom.block_n
     x_dtypes, s_dtypes, s_kinds = ops.x_dtypes, ops.s_dtypes, ops.s_kinds
     p_dtypes, p_kinds, out_dtype, cdt = ops.p_dtypes, ops.p_kinds, ops.out_dtype, ops.compute_dtype
     n_s = defs[0].num_leaves
@@ -144,8 +146,9 @@ def _build(step: Callable, defs: tuple, geom: Geometry, ops: Operands, return_st
     reread_out = tuple(np.dtype(d) == np.dtype(cdt) for d in out_dtypes)
     reread_state = tuple(return_state_seq and np.dtype(d) == np.dtype(cdt) for d in s_dtypes)
     plan = _plan(step, defs, cdt, low, reread_out, reread_state)
-    run = functools.partial(_backend_module(cfg.backend).run_loop, T=T, Np=Np, block_n=block_n,
-                            cfg=cfg)
+    # unpadded [L, N] operands; each launch pads per shard (partitioned under jax.jit)
+    mod = _backend_module(cfg.backend)
+    run = launcher(mod.run_loop, T=T, block_n=block_n, cfg=cfg, padded_size=mod.padded_size)
     K = min(cfg.chunk, T)
     n_x = plan.n_x
     sizes = dict(x_itemsizes=tuple(np.dtype(d).itemsize for d in x_dtypes),
@@ -341,22 +344,17 @@ def pallas_multi_step(step: Callable, state0: Any, xs: Any, params: Any = (), *,
     mod = _backend_module(cfg.backend)
     block = cfg.block_n or mod.default_block(N, cfg.interpret)
     mod.check_block(block)
-    Np = mod.padded_size(N, block)   # Triton: whole blocks; Mosaic: N (the tail block overlaps)
+    # no padding here: a padded flat axis would not stay sharded; each launch pads its shard to
+    # the backend's width (Triton: whole blocks; Mosaic: N, the tail block overlaps)
+    Np = N
 
     if T == 0:  # nothing to run: let scan define the (empty) result
         from snnjax.kernels.scan import scan_multi_step
         return scan_multi_step(step, state0, xs, params, return_state_seq=return_state_seq)
 
-    def pad_row(a):  # [1, N] -> [1, Np], edge-replicated lanes carry no gradient
-        if Np == N:
-            return a
-        edge = jax.lax.stop_gradient(jnp.broadcast_to(a[:, -1:], (1, Np - N)))
-        return jnp.concatenate([a, edge], axis=1)
-
-    xs2 = [x.reshape(T, N) if Np == N else jnp.pad(x.reshape(T, N), ((0, 0), (0, Np - N)))
-           for x in x_leaves]
+    xs2 = [x.reshape(T, N) for x in x_leaves]
     s2 = [jnp.broadcast_to(s, (1, block)) if k == "shared"
-          else pad_row(jnp.broadcast_to(s, S).reshape(1, N)) for s, k in zip(s_leaves, s_kinds)]
+          else jnp.broadcast_to(s, S).reshape(1, N) for s, k in zip(s_leaves, s_kinds)]
     p2, p_kinds, p_dtypes = [], [], []
     for p in p_leaves:
         pd = jnp.dtype(cdt) if not jnp.issubdtype(p.dtype, jnp.floating) else \
@@ -366,7 +364,7 @@ def pallas_multi_step(step: Callable, state0: Any, xs: Any, params: Any = (), *,
             p2.append(jnp.broadcast_to(p, (1, block)))
             p_kinds.append("shared")
         else:
-            p2.append(pad_row(jnp.broadcast_to(p, S).reshape(1, N)))
+            p2.append(jnp.broadcast_to(p, S).reshape(1, N))
             p_kinds.append("row")
         p_dtypes.append(pd)
     ops = Operands(x_dtypes=tuple(x.dtype for x in x_leaves),

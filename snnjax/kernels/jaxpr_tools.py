@@ -43,7 +43,9 @@ _INLINE = {
     "remat2": "jaxpr",
     "checkpoint": "jaxpr",
 }
-_IDENTITY = frozenset({"stop_gradient", "optimization_barrier", "copy", "copy_p"})
+_IDENTITY = frozenset({"stop_gradient", "optimization_barrier", "copy", "copy_p",
+                       # sharding annotations (traced inside shard_map / a mesh): no-ops on rows
+                       "reshard", "pvary", "pcast", "sharding_constraint"})
 
 
 def _open(j: Any) -> tuple[Any, Sequence[Any]]:
@@ -119,6 +121,8 @@ def inline_eval(jaxpr: Any, consts: Sequence[Any], *args: Any,
         if name in _INLINE and _INLINE[name] in eqn.params:
             sub, sub_consts = _open(eqn.params[_INLINE[name]])
             outs = inline_eval(sub, sub_consts, *invals, rewrites=rewrites)
+        elif name == "reshape" and tuple(eqn.params["new_sizes"]) == tuple(invals[0].shape):
+            outs = invals   # an identity reshape (vjp adds them, with a sharding, under a mesh)
         elif name in rewrites and _is_float(eqn):
             outs = table[name](invals, eqn.params)
         else:

@@ -19,6 +19,7 @@ from jax.experimental import pallas as pl
 
 from snnjax.kernels.jaxpr_tools import TRITON_REWRITES
 from snnjax.kernels.loops import Config, LoopSpec, chunk_layout
+from snnjax.kernels.sharding import out_struct
 
 
 def _next_pow2(n: int) -> int:
@@ -124,15 +125,16 @@ def run_loop(spec: LoopSpec, seq_in: Sequence[jax.Array], row_in: Sequence[jax.A
     block_spec = pl.BlockSpec((1, block_n), lambda j: (j, 0))
     in_specs = [col(T if per_step else n_chunks) for per_step in spec.seq_in_per_step] \
         + [shared_spec if k == "shared" else row_spec for k in spec.row_in_kinds]
-    out_shape = [jax.ShapeDtypeStruct((T if per_step else n_chunks, Np), d)
+    operands = list(seq_in) + list(row_in)   # outputs vary over the manual axes they do
+    out_shape = [out_struct((T if per_step else n_chunks, Np), d, operands)
                  for d, per_step in spec.seq_out]
     out_specs = [col(T if per_step else n_chunks) for _, per_step in spec.seq_out]
     for d, kind in spec.row_out:
         if kind == "block":
-            out_shape.append(jax.ShapeDtypeStruct((nb, block_n), d))
+            out_shape.append(out_struct((nb, block_n), d, operands))
             out_specs.append(block_spec)
         else:
-            out_shape.append(jax.ShapeDtypeStruct((1, Np), d))
+            out_shape.append(out_struct((1, Np), d, operands))
             out_specs.append(row_spec)
 
     def kernel(*refs):

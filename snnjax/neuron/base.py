@@ -52,8 +52,12 @@ class Memory:
     dtype: str | None = None
 
     def initial(self, x: Array) -> Array:
-        shape = self.extra_axes + tuple(x.shape) if self.per_neuron else ()
-        return jnp.full(shape, self.init, self.dtype or steps.state_dtype(x.dtype))
+        dtype = self.dtype or steps.state_dtype(x.dtype)
+        if not self.per_neuron:
+            return jnp.full((), self.init, dtype)
+        value = jnp.full_like(x, self.init, dtype)   # keeps x's sharding (explicit mesh axes)
+        return jnp.broadcast_to(value, self.extra_axes + tuple(x.shape)) if self.extra_axes \
+            else value
 
 
 def _shape(a: Any) -> tuple:

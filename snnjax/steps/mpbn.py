@@ -63,12 +63,30 @@ def reduce_axes(ndim: int) -> tuple[int, ...]:
     return (0,) + tuple(range(2, ndim))
 
 
+def _shard_axes(h: Array) -> tuple:
+    """The manual mesh axes ``h`` varies over: inside ``shard_map`` each shard holds a block of
+    the batch, and the statistics are those of the whole batch."""
+    try:
+        mat = jax.typeof(h).manual_axis_type
+    except (TypeError, AttributeError):
+        return ()
+    return tuple(sorted(mat.varying)) if mat is not None else ()
+
+
 def batch_moments(h: Array) -> tuple[Array, Array, Array]:
-    """Per-channel ``(mean, biased var, unbiased var)`` of ``h[N, C, *]``."""
+    """Per-channel ``(mean, biased var, unbiased var)`` of ``h[N, C, *]`` (over every shard of
+    the batch inside ``shard_map``: ``psum`` over the axes ``h`` varies over)."""
     axes = reduce_axes(h.ndim)
     n = 1
     for a in axes:
         n *= h.shape[a]
+    shards = _shard_axes(h)
+    if shards:
+        n = n * jax.lax.psum(1, shards)
+        mean = jax.lax.psum(jnp.sum(h, axis=axes), shards) / n
+        var = jax.lax.psum(jnp.sum(jnp.square(h - per_channel(mean, h.ndim)), axis=axes),
+                           shards) / n
+        return mean, var, var * (n / (n - 1))
     mean = jnp.mean(h, axis=axes)
     var = jnp.mean(jnp.square(h - per_channel(mean, h.ndim)), axis=axes)
     unbiased = var * (n / (n - 1)) if n > 1 else jnp.full_like(var, jnp.nan)
