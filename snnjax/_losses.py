@@ -160,7 +160,7 @@ def spike_similar_loss(spikes: Any, labels: Any, kernel_type: str = "linear",
     for ``'linear'`` normalised to the cosine ``P[i, j] / (|s_i| |s_j| + 1e-8)``; the target
     similarity is ``Q = min(labels labels^T, 1)``; the loss is ``mean((P - Q)^2)`` (``'mse'``),
     ``mean|P - Q|`` (``'l1'``) or the binary cross entropy ``-mean(Q log P + (1 - Q) log(1 - P))``
-    with logs clamped at ``-100`` (``'bce'``, as PyTorch).
+    with ``P`` clipped to ``[0, 1]`` and logs clamped at ``-100`` (``'bce'``, as PyTorch).
 
     Args:
       spikes: ``[N, *]`` spikes (or rates) of ``N`` samples.
@@ -189,6 +189,7 @@ def spike_similar_loss(spikes: Any, labels: Any, kernel_type: str = "linear",
         return jnp.mean(jnp.square(p - q))
     if loss_type == "l1":
         return jnp.mean(jnp.abs(p - q))
+    p = jnp.clip(p, 0.0, 1.0)   # the cosine can exceed 1 by rounding (the reference raises)
     log_p = jnp.maximum(jnp.log(p), -100.0)
     log_1p = jnp.maximum(jnp.log1p(-p), -100.0)
     return -jnp.mean(q * log_p + (1.0 - q) * log_1p)

@@ -39,9 +39,10 @@ def _check_range(owner: str, x: Any, low: float, high: float, text: str) -> None
     if v is None or v.size == 0:
         return
     if not (np.all(v >= low) and np.all(v <= high)):   # NaN fails too
-        raise ValueError(f"{owner}: input values must be in {text}, got values in "
-                         f"[{np.nanmin(v)}, {np.nanmax(v)}]" + (" (with NaN)" if np.isnan(v).any()
-                                                               else ""))
+        finite = v[~np.isnan(v)]
+        seen = f"[{finite.min()}, {finite.max()}]" if finite.size else "none but NaN"
+        raise ValueError(f"{owner}: input values must be in {text}, got values in {seen}"
+                         + (" and NaN" if np.isnan(v).any() and finite.size else ""))
 
 
 def _float_input(owner: str, x: Any) -> Array:

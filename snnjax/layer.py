@@ -503,8 +503,9 @@ class MaxPool2d(_Pool2d):
     def _forward(self, x: Array) -> Array:
         pads, _ = _pool_padding(type(self).__name__, x.shape[1:3], self.kernel_size, self.stride,
                                 self.padding, self.dilation, self.ceil_mode)
-        low = (-jnp.inf if jnp.issubdtype(x.dtype, jnp.floating) else jnp.iinfo(x.dtype).min)
-        return self._window(x, jnp.array(low, x.dtype), jax.lax.max, pads)
+        # a Python scalar init makes this the differentiable reduce_window_max primitive
+        low = -np.inf if jnp.issubdtype(x.dtype, jnp.floating) else int(jnp.iinfo(x.dtype).min)
+        return self._window(x, low, jax.lax.max, pads)
 
 
 class AvgPool2d(_Pool2d):
@@ -535,7 +536,7 @@ class AvgPool2d(_Pool2d):
         pads, extra = _pool_padding(type(self).__name__, (h, w), self.kernel_size, self.stride,
                                     self.padding, self.dilation, self.ceil_mode)
         dtype = jnp.promote_types(x.dtype, jnp.float32)
-        total = self._window(x.astype(dtype), jnp.array(0, dtype), jax.lax.add, pads)
+        total = self._window(x.astype(dtype), 0.0, jax.lax.add, pads)
         if self.divisor_override is not None:
             return (total / self.divisor_override).astype(x.dtype)
         # count of window cells: ones on the input (and on the padding if count_include_pad)
