@@ -78,7 +78,11 @@ class SeqToANNContainer(nnx.Module):
         return functional.seq_to_ann_forward(x_seq, self._forward)
 
     def _forward(self, x: Array) -> Array:
-        """The layers on the folded ``[T*B, *]`` batch (the one place that sees no time axis)."""
+        """The layers on the folded ``[T*B, *]`` batch (the one place that sees no time axis).
+
+        Kept separate from ``__call__`` so that a memory option (e.g. saving binary inputs as
+        int8 for the backward pass) can wrap exactly this function in a ``custom_vjp`` /
+        checkpoint boundary."""
         return _apply_all(self.layers, x)
 
 
