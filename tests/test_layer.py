@@ -380,6 +380,11 @@ def test_pool_dtypes_and_bad_arguments():
             assert y.dtype == dtype and y.shape == (2, 3, 3, 2)
             np.testing.assert_allclose(np.asarray(y, np.float32),
                                        np.asarray(pool(x.astype(jnp.float32))), rtol=1e-2, atol=1e-2)
+        bn = layer.BatchNorm2d(2)
+        y = bn(x)
+        assert y.dtype == dtype
+        np.testing.assert_allclose(np.asarray(y, np.float32), np.asarray(layer.BatchNorm2d(2)(x.astype(jnp.float32))),
+                                   rtol=2e-2, atol=2e-2)
     with pytest.raises(ValueError, match="half"):
         layer.MaxPool2d(2, padding=2)
     with pytest.raises(ValueError, match="return_indices"):

@@ -71,6 +71,15 @@ def test_firing_rate_monitor_eager_and_jit_match_the_layer_outputs():
     y3, rec3 = g(nnx.state(model), x)
     np.testing.assert_array_equal(y3, s2)
     np.testing.assert_allclose(rec3["sn1"][0]["firing_rate"], s1.mean(), rtol=1e-6)
+    # vmap over independent inputs: one record per input
+    def one(st, x):
+        m = nnx.merge(graphdef, st)
+        functional.reset_net(m)
+        return mon(m, x)
+    ys, recs = jax.jit(jax.vmap(one, in_axes=(None, 0)))(nnx.state(model), jnp.stack([x, 0 * x]))
+    np.testing.assert_array_equal(ys[0], s2)
+    np.testing.assert_array_equal(recs["sn1"][0]["spike_count"][0], s1.sum(0))
+    assert float(recs["sn1"][0]["firing_rate"][1]) == 0.0
 
 
 def test_single_step_records_every_call_and_scan_stacks_them():
