@@ -7,7 +7,7 @@ Run in a separate environment with PyTorch (CPU is enough) and SpikingJelly 2.0.
     /tmp/sjref/bin/pip install --no-deps spikingjelly==2.0.0
     /tmp/sjref/bin/python tools/gen_golden_extra.py
 
-The committed files were made with torch 2.5.1 (CPU wheel from PyPI with its default deps) and
+The committed files were made with torch 2.5.1+cu124 (PyPI's default wheel, run on the CPU) and
 spikingjelly 2.0.0 on 2026-12-02. Layouts are stored as the reference has them (channels first);
 the tests transpose.
 """
