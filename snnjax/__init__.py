@@ -2,9 +2,13 @@
 
 Public namespaces: :mod:`snnjax.neuron` (neuron modules), :mod:`snnjax.surrogate`
 (surrogate spike functions), :mod:`snnjax.functional` (network helpers),
-:mod:`snnjax.steps` (pure step functions), :mod:`snnjax.kernels` (sequence engines).
+:mod:`snnjax.steps` (pure step functions), :mod:`snnjax.kernels` (sequence engines),
+:mod:`snnjax.layer` (containers and step-mode layers), :mod:`snnjax.encoding` (spike encoders),
+:mod:`snnjax.monitor` (firing-rate and state recording).
 """
 from snnjax import surrogate, steps, kernels, neuron, functional
+from snnjax import layer, encoding, monitor
 
 __version__ = "0.1.0"
-__all__ = ["functional", "kernels", "neuron", "steps", "surrogate"]
+__all__ = ["encoding", "functional", "kernels", "layer", "monitor", "neuron", "steps",
+           "surrogate"]

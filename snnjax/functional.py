@@ -8,6 +8,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from snnjax.neuron.base import STEP_MODES, MemoryModule
+from snnjax._losses import (first_spike_index, firing_rate_mse_loss, kernel_dot_product,
+                            spike_similar_loss, temporal_efficient_training_cross_entropy)
 
 Array = jax.Array
 
@@ -137,4 +139,6 @@ def chunk_multi_step_forward(split_size: int, x_seq: Array, multi_step_module: C
 
 __all__ = ["chunk_multi_step_forward", "detach_net", "init_net_state", "memory_modules",
            "multi_step_forward",
-           "reset_net", "seq_to_ann_forward", "set_step_mode"]
+           "reset_net", "seq_to_ann_forward", "set_step_mode",
+           "first_spike_index", "firing_rate_mse_loss", "kernel_dot_product",
+           "spike_similar_loss", "temporal_efficient_training_cross_entropy"]

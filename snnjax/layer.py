@@ -1,0 +1,640 @@
+"""Layers of a spiking network (SpikingJelly's ``activation_based.layer`` counterparts).
+
+Layout: Flax's, channels last. A SpikingJelly ``[T, N, C, H, W]`` sequence is
+``[T, B, H, W, C]`` here, a single step ``[N, C, H, W]`` is ``[B, H, W, C]``.
+
+* Containers: :class:`SeqToANNContainer` (stateless layers applied to ``[T, B, *]`` with time
+  folded into the batch), :class:`MultiStepContainer` (single-step layers run step by step).
+  Both keep their modules, in order, in the attribute ``layers`` (an ``nnx.List``).
+* :class:`Dropout`: one mask per sequence, shared by every time step, kept until ``reset_net``.
+* Step-mode layers: :class:`Linear`, :class:`Conv2d`, :class:`BatchNorm2d`, :class:`MaxPool2d`,
+  :class:`AvgPool2d`, :class:`AdaptiveAvgPool2d`, :class:`Flatten`, each with
+  ``step_mode='s'`` (input ``[B, *]``) or ``'m'`` (``[T, B, *]``, time folded into the batch),
+  PyTorch's constructor arguments and PyTorch's default initialisation.
+
+Plain ``nnx`` layers (``nnx.Linear``, ``nnx.Conv``, ``nnx.BatchNorm``, ...) work inside the
+containers unchanged.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, ClassVar, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from snnjax import _checks as C
+from snnjax import functional
+from snnjax.neuron.base import STEP_MODES, MemoryModule
+
+Array = jax.Array
+
+
+def _check_step_mode(owner: str, step_mode: Any) -> str:
+    return C.choice(STEP_MODES)(owner, "step_mode", step_mode)
+
+
+def _check_single_step(owner: str, modules: Sequence[Any]) -> None:
+    """Containers run their modules on single steps (or folded batches): step_mode must be 's'."""
+    for i, m in enumerate(modules):
+        if not callable(m):
+            raise TypeError(f"{owner}: module {i} must be callable, got {m!r}")
+        if getattr(m, "step_mode", "s") != "s":
+            raise ValueError(f"{owner}: module {i} ({type(m).__name__}) has step_mode="
+                             f"{m.step_mode!r}; modules inside this container must have "
+                             f"step_mode='s' (the container handles time)")
+
+
+def _apply_all(layers: Sequence[Callable], x: Any) -> Any:
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+# --- containers --------------------------------------------------------------------------------
+
+class SeqToANNContainer(nnx.Module):
+    """Stateless layers applied to a sequence with time folded into the batch.
+
+    ``y_seq = unfold(f_K(...f_1(fold(x_seq))))`` with ``fold: [T, B, *] -> [T*B, *]`` and
+    ``unfold: [T*B, *'] -> [T, B, *']`` (SpikingJelly's ``SeqToANNContainer``). A batch norm
+    inside therefore normalises over ``T*B`` (and the spatial axes) in training and uses its
+    running statistics in eval mode (``model.eval()``).
+
+    Args:
+      *modules: callables applied in order (``nnx`` layers, :mod:`snnjax.layer` layers with
+        ``step_mode='s'``, plain functions such as ``nnx.relu``).
+
+    Input ``x_seq``: ``[T, B, *]``; output ``[T, B, *']``.
+    """
+
+    def __init__(self, *modules: Callable):
+        _check_single_step(type(self).__name__, modules)
+        self.layers = nnx.List(modules)
+
+    def __call__(self, x_seq: Array) -> Array:
+        return functional.seq_to_ann_forward(x_seq, self._forward)
+
+    def _forward(self, x: Array) -> Array:
+        """The layers on the folded ``[T*B, *]`` batch (the one place that sees no time axis).
+
+        Kept separate from ``__call__`` so that a memory option (e.g. saving binary inputs as
+        int8 for the backward pass) can wrap exactly this function in a ``custom_vjp`` /
+        checkpoint boundary."""
+        return _apply_all(self.layers, x)
+
+
+class MultiStepContainer(nnx.Module):
+    """Single-step modules run over the time axis, one step at a time.
+
+    ``y_seq[t] = f_K(...f_1(x_seq[t]))`` for ``t = 0 .. T-1`` in order, so stateful modules
+    (neurons in ``step_mode='s'``, :class:`Dropout`) carry their state from step to step
+    (SpikingJelly's ``MultiStepContainer``). The loop is unrolled into the traced program; a
+    ``step_mode='m'`` neuron, which fuses its time loop, is faster where one exists.
+
+    Args:
+      *modules: callables applied in order at every step (``step_mode='s'`` if they have one).
+
+    Input ``x_seq``: ``[T, B, *]``; output ``[T, B, *']``.
+    """
+
+    def __init__(self, *modules: Callable):
+        _check_single_step(type(self).__name__, modules)
+        self.layers = nnx.List(modules)
+
+    def __call__(self, x_seq: Array) -> Array:
+        x_seq = jnp.asarray(x_seq)
+        if x_seq.ndim < 1 or x_seq.shape[0] < 1:
+            raise ValueError(f"{type(self).__name__}: input must be [T, B, *] with T >= 1, got "
+                             f"shape {x_seq.shape}")
+        return functional.multi_step_forward(x_seq, tuple(self.layers))
+
+
+# --- dropout -----------------------------------------------------------------------------------
+
+def dropout_mask(key: Array, shape: Sequence[int], p: float, dtype: Any = jnp.float32) -> Array:
+    """Inverted-dropout mask: ``M = B / (1 - p)``, ``B ~ Bernoulli(1 - p)`` i.i.d.
+
+    Args:
+      key: a JAX PRNG key.
+      shape: mask shape (one step of the input, ``[B, *]``).
+      p: drop probability, ``0 <= p < 1``.
+      dtype: mask dtype.
+    """
+    keep = jax.random.bernoulli(key, 1.0 - p, tuple(shape))
+    return jnp.where(keep, 1.0 / (1.0 - p), 0.0).astype(dtype)
+
+
+class Dropout(MemoryModule):
+    """Dropout with one mask per sequence (SpikingJelly's ``layer.Dropout``).
+
+    In training (``deterministic=False``) the first call after construction or
+    ``reset_net`` draws ``M = Bernoulli(1 - p) / (1 - p)`` of the per-step shape ``[B, *]``;
+    every later step (single-step calls, or all ``T`` steps of a multi-step call) is
+    ``Y[t] = X[t] * M`` with that same mask, until :func:`snnjax.functional.reset_net` (which
+    makes the next call draw a new one). In eval mode (``deterministic=True``,
+    ``model.eval()``) the layer is the identity and the mask is kept.
+
+    The mask is declared state (``mask``, plus the 0-d ``drawn`` flag), like a neuron's
+    membrane: it lives in ``nnx.state``, survives ``nnx.split``/``merge`` and ``nnx.jit``, and
+    ``reset_net`` / ``init_net_state`` handle it.
+
+    Args:
+      p: drop probability, ``0 <= p < 1``.
+      step_mode: ``'s'`` (input ``[B, *]``) or ``'m'`` (``[T, B, *]``).
+      rngs: ``nnx.Rngs`` (stream ``'dropout'``, else ``'default'``) or an ``nnx.RngStream``;
+        needed to draw masks in training (keyword-only).
+      deterministic: NNX train/eval flag (keyword-only; default ``False``: training).
+    """
+
+    recorded = ()
+    arg_checks = {"p": C.in_range(0.0, 1.0, low_open=False, high_open=True),
+                  "deterministic": C.boolean}
+
+    def __init__(self, p: float = 0.5, step_mode: str = "s", *, rngs: nnx.Rngs | None = None,
+                 deterministic: bool = False):
+        super().__init__(step_mode)
+        self.p = p
+        self.deterministic = deterministic
+        rngs = C.optional_rngs(type(self).__name__, "rngs", rngs)
+        self.rngs = nnx.data(None if rngs is None else (
+            rngs["dropout"] if isinstance(rngs, nnx.Rngs) else rngs).fork())
+        self.register_memory("mask", 1.0)
+        self.register_memory("drawn", 0.0, per_neuron=False, dtype="int32")
+
+    # pure API: the key is explicit
+    def step(self, state: dict, x: Any, key: Array | None = None) -> tuple[dict, Array]:
+        """``(state, x[B, *]) -> (state, x * mask)``; ``key`` draws the mask if none is drawn."""
+        x = jnp.asarray(x)
+        return self._apply(self._conform(state, x), x, key, x)
+
+    def multi_step(self, state: dict, x_seq: Any, key: Array | None = None, *,
+                   return_state_seq: bool = False) -> tuple[dict, Array]:
+        """``(state, x_seq[T, B, *]) -> (state, x_seq * mask)``, one mask for every step."""
+        x_seq = self._check_sequence(x_seq)
+        return self._apply(self._conform(state, x_seq[0]), x_seq[0], key, x_seq)
+
+    def _apply(self, state: dict, x_step: Array, key: Array | None, x: Array) -> tuple[dict, Array]:
+        if self.deterministic or self.p == 0.0:
+            return state, x
+        if key is None:
+            raise ValueError(f"{type(self).__name__}: training mode needs a PRNG key to draw the "
+                             f"mask: construct it with rngs=nnx.Rngs(...) (or pass key=...), or "
+                             f"call model.eval()")
+        mask = jax.lax.cond(state["drawn"] > 0, lambda: state["mask"],
+                            lambda: dropout_mask(key, x_step.shape, self.p, state["mask"].dtype))
+        out = (x * mask.astype(x.dtype)).astype(x.dtype)
+        return {"mask": mask, "drawn": jnp.ones((), jnp.int32)}, out
+
+    def _key(self) -> Array | None:
+        if self.deterministic or self.p == 0.0 or self.rngs is None:
+            return None
+        return self.rngs()
+
+    def single_step_forward(self, x: Any) -> Array:
+        self._require("s")
+        x = jnp.asarray(x)
+        if self.deterministic or self.p == 0.0:   # identity; the stored mask is left alone
+            return x
+        state, out = self.step(self.stored_state(x), x, self._key())
+        self.state = state
+        return out
+
+    def multi_step_forward(self, x_seq: Any) -> Array:
+        self._require("m")
+        x_seq = self._check_sequence(x_seq)
+        if self.deterministic or self.p == 0.0:
+            return x_seq
+        state, out = self.multi_step(self.stored_state(x_seq[0]), x_seq, self._key())
+        self.state = state
+        return out
+
+
+# --- step-mode layers --------------------------------------------------------------------------
+
+def _torch_uniform(fan_in: int) -> Callable:
+    """PyTorch's default ``Linear``/``Conv`` initialisation: ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``
+    (``kaiming_uniform_(a=sqrt(5))`` for the weight, the same bound for the bias)."""
+    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+
+    def init(key: Array, shape: Sequence[int], dtype: Any = jnp.float32) -> Array:
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+    return init
+
+
+def _seq(owner: str, x: Array, ndim: int | None, layout: str) -> None:
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{owner}: expected x with shape {layout}, got shape {tuple(x.shape)}")
+
+
+class _StepModeMixin:
+    """``step_mode='s'``: the layer on ``[B, *]``; ``'m'``: on ``[T, B, *]`` with time folded."""
+
+    step_ndim: ClassVar[int | None] = None       # ndim of one step's input (None: any)
+    step_layout: ClassVar[str] = "[B, *]"
+
+    def _forward(self, x: Array) -> Array:
+        raise NotImplementedError
+
+    def __call__(self, x: Any) -> Array:
+        owner = type(self).__name__
+        x = jnp.asarray(x)
+        if self.step_mode == "s":
+            _seq(owner, x, self.step_ndim, self.step_layout)
+            return self._forward(x)
+        _seq(owner, x, None if self.step_ndim is None else self.step_ndim + 1,
+             "[T, " + self.step_layout[1:])
+        if x.ndim < 2:
+            raise ValueError(f"{owner}: step_mode='m' input must be [T, B, *], got shape {x.shape}")
+        return functional.seq_to_ann_forward(x, self._forward)
+
+
+class Linear(_StepModeMixin, nnx.Linear):
+    """``y = x W + b`` on the last axis (an ``nnx.Linear``; SpikingJelly's ``layer.Linear``).
+
+    Kernel ``[in_features, out_features]`` (the transpose of PyTorch's ``weight``), initialised
+    like PyTorch: ``W, b ~ U(-1/sqrt(in_features), 1/sqrt(in_features))``.
+
+    Args:
+      in_features, out_features: sizes of the last axis.
+      bias: learn ``b``.
+      step_mode: ``'s'`` or ``'m'`` (same result: the layer acts on the last axis).
+      rngs: ``nnx.Rngs`` for the initialisation (keyword-only); other keywords go to
+        ``nnx.Linear`` (``dtype``, ``param_dtype``, ``kernel_init``, ...).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 step_mode: str = "s", *, rngs: nnx.Rngs, **kwargs: Any):
+        owner = type(self).__name__
+        in_features = C.positive_int(owner, "in_features", in_features)
+        out_features = C.positive_int(owner, "out_features", out_features)
+        kwargs.setdefault("kernel_init", _torch_uniform(in_features))
+        kwargs.setdefault("bias_init", _torch_uniform(in_features))
+        nnx.Linear.__init__(self, in_features, out_features,
+                            use_bias=C.boolean(owner, "bias", bias), rngs=rngs, **kwargs)
+        self.step_mode = _check_step_mode(owner, step_mode)
+
+    def _forward(self, x: Array) -> Array:
+        return nnx.Linear.__call__(self, x)
+
+    def __call__(self, x: Any) -> Array:   # any leading axes, in both step modes
+        return self._forward(jnp.asarray(x))
+
+
+def _pair(owner: str, name: str, value: Any, *, minimum: int = 1) -> tuple[int, int]:
+    vals = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(vals) != 2:
+        raise ValueError(f"{owner}: {name} must be an int or a pair of ints, got {value!r}")
+    out = []
+    for v in vals:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{owner}: {name} must be an int or a pair of ints, got {value!r}")
+        if v < minimum:
+            raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value!r}")
+        out.append(int(v))
+    return tuple(out)
+
+
+_PAD_MODES = {"zeros": None, "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+class Conv2d(_StepModeMixin, nnx.Conv):
+    """2-D convolution, channels last (an ``nnx.Conv``; SpikingJelly's ``layer.Conv2d``).
+
+    ``y[b, i, j, o] = bias[o] + sum_{u, v, c} x_pad[b, s_h i + d_h u, s_w j + d_w v, c] K[u, v, c, o]``
+    (per group). Kernel ``[kh, kw, in_channels // groups, out_channels]`` (PyTorch's ``weight``
+    ``[out, in // groups, kh, kw]`` transposed ``(2, 3, 1, 0)``), initialised like PyTorch:
+    ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, ``fan_in = in_channels // groups * kh * kw``.
+
+    Args:
+      in_channels, out_channels, kernel_size, stride, dilation, groups, bias: as PyTorch.
+      padding: an int or pair (symmetric), or ``'same'`` / ``'valid'``.
+      padding_mode: ``'zeros'``, ``'reflect'``, ``'replicate'`` or ``'circular'``.
+      step_mode: ``'s'`` (``[B, H, W, C]``) or ``'m'`` (``[T, B, H, W, C]``).
+      rngs: ``nnx.Rngs`` (keyword-only); other keywords go to ``nnx.Conv``.
+    """
+
+    step_ndim = 4
+    step_layout = "[B, H, W, C]"
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
+                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
+                 padding_mode: str = "zeros", step_mode: str = "s", *, rngs: nnx.Rngs,
+                 **kwargs: Any):
+        owner = type(self).__name__
+        in_channels = C.positive_int(owner, "in_channels", in_channels)
+        out_channels = C.positive_int(owner, "out_channels", out_channels)
+        groups = C.positive_int(owner, "groups", groups)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{owner}: in_channels ({in_channels}) and out_channels "
+                             f"({out_channels}) must be divisible by groups ({groups})")
+        kernel_size = _pair(owner, "kernel_size", kernel_size)
+        stride = _pair(owner, "stride", stride)
+        dilation = _pair(owner, "dilation", dilation)
+        padding_mode = C.choice(tuple(_PAD_MODES))(owner, "padding_mode", padding_mode)
+        if isinstance(padding, str):
+            padding = C.choice(("same", "valid"))(owner, "padding", padding)
+            if padding == "same" and stride != (1, 1):
+                raise ValueError(f"{owner}: padding='same' needs stride 1 (as in PyTorch), got "
+                                 f"stride={stride}")
+            pads = ("SAME" if padding == "same" else "VALID")
+        else:
+            ph, pw = _pair(owner, "padding", padding, minimum=0)
+            pads = ((ph, ph), (pw, pw))
+        self.padding_mode = padding_mode
+        # non-zero padding modes pad explicitly before a VALID convolution
+        self._explicit_pad = None
+        if _PAD_MODES[padding_mode] is not None and pads != "VALID":
+            if pads == "SAME":
+                total = [d * (k - 1) for d, k in zip(dilation, kernel_size)]
+                pads = tuple((t // 2, t - t // 2) for t in total)
+            self._explicit_pad = pads
+            pads = "VALID"
+        fan_in = in_channels // groups * kernel_size[0] * kernel_size[1]
+        kwargs.setdefault("kernel_init", _torch_uniform(fan_in))
+        kwargs.setdefault("bias_init", _torch_uniform(fan_in))
+        nnx.Conv.__init__(self, in_channels, out_channels, kernel_size, strides=stride,
+                          padding=pads, kernel_dilation=dilation, feature_group_count=groups,
+                          use_bias=C.boolean(owner, "bias", bias), rngs=rngs, **kwargs)
+        self.step_mode = _check_step_mode(owner, step_mode)
+
+    def _forward(self, x: Array) -> Array:
+        if self._explicit_pad is not None:
+            (t, b), (l, r) = self._explicit_pad
+            x = jnp.pad(x, ((0, 0), (t, b), (l, r), (0, 0)), mode=_PAD_MODES[self.padding_mode])
+        return nnx.Conv.__call__(self, x)
+
+
+class BatchNorm2d(_StepModeMixin, nnx.Module):
+    """Batch normalisation over every axis but the channel (last) axis, PyTorch conventions
+    (SpikingJelly's ``layer.BatchNorm2d``).
+
+    Training (``use_running_average=False``): ``y = (x - mu_B) / sqrt(var_B + eps) * weight + bias``
+    with the biased batch variance; ``running_mean <- (1 - m) running_mean + m mu_B``,
+    ``running_var <- (1 - m) running_var + m var_B * n / (n - 1)`` (unbiased), ``m = momentum``
+    (``None``: ``1 / num_batches_tracked``, the cumulative average). Eval
+    (``use_running_average=True``, ``model.eval()``): the running statistics. With
+    ``step_mode='m'`` the statistics are over ``T*B*H*W``.
+
+    Args:
+      num_features: channels ``C``.
+      eps, momentum, affine, track_running_stats: as PyTorch (``momentum`` is the weight of the
+        new batch; Flax's ``nnx.BatchNorm`` uses ``1 - momentum`` and the biased variance).
+      step_mode: ``'s'`` (``[B, H, W, C]``) or ``'m'`` (``[T, B, H, W, C]``).
+      use_running_average: NNX train/eval flag (keyword-only, default ``False``: training).
+      rngs: accepted for symmetry with the other layers (unused).
+    """
+
+    step_ndim = 4
+    step_layout = "[B, H, W, C]"
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, step_mode: str = "s", *,
+                 use_running_average: bool = False, rngs: nnx.Rngs | None = None):
+        owner = type(self).__name__
+        self.num_features = C.positive_int(owner, "num_features", num_features)
+        self.eps = C.greater(0.0)(owner, "eps", eps)
+        self.momentum = None if momentum is None else C.in_range(
+            0.0, 1.0, low_open=False, high_open=False)(owner, "momentum", momentum)
+        self.affine = C.boolean(owner, "affine", affine)
+        self.track_running_stats = C.boolean(owner, "track_running_stats", track_running_stats)
+        self.use_running_average = C.boolean(owner, "use_running_average", use_running_average)
+        self.step_mode = _check_step_mode(owner, step_mode)
+        c = self.num_features
+        self.weight = nnx.Param(jnp.ones((c,), jnp.float32)) if affine else nnx.data(None)
+        self.bias = nnx.Param(jnp.zeros((c,), jnp.float32)) if affine else nnx.data(None)
+        if track_running_stats:
+            self.running_mean = nnx.BatchStat(jnp.zeros((c,), jnp.float32))
+            self.running_var = nnx.BatchStat(jnp.ones((c,), jnp.float32))
+            self.num_batches_tracked = nnx.BatchStat(jnp.zeros((), jnp.int32))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = nnx.data(None)
+
+    def _forward(self, x: Array) -> Array:
+        owner = type(self).__name__
+        if x.shape[-1] != self.num_features:
+            raise ValueError(f"{owner}: expected {self.num_features} channels on the last axis, "
+                             f"got shape {tuple(x.shape)}")
+        axes = tuple(range(x.ndim - 1))
+        xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+        if self.use_running_average and self.track_running_stats:
+            mean, var = self.running_mean.get_value(), self.running_var.get_value()
+        else:
+            mean = xf.mean(axes)
+            var = jnp.square(xf - mean).mean(axes)
+            if self.track_running_stats and not self.use_running_average:
+                n = math.prod(x.shape[:-1])
+                tracked = self.num_batches_tracked.get_value() + 1
+                m = 1.0 / tracked.astype(jnp.float32) if self.momentum is None else self.momentum
+                unbiased = var * (n / max(n - 1, 1))
+                sg = jax.lax.stop_gradient
+                self.running_mean.set_value(((1 - m) * self.running_mean.get_value()
+                                             + m * sg(mean)).astype(jnp.float32))
+                self.running_var.set_value(((1 - m) * self.running_var.get_value()
+                                            + m * sg(unbiased)).astype(jnp.float32))
+                self.num_batches_tracked.set_value(tracked)
+        y = (xf - mean) * jax.lax.rsqrt(var + self.eps)
+        if self.affine:
+            y = y * self.weight.get_value() + self.bias.get_value()
+        return y.astype(x.dtype)
+
+
+def _pool_padding(owner: str, size: tuple[int, int], kernel: tuple[int, int],
+                  stride: tuple[int, int], pad: tuple[int, int], dilation: tuple[int, int],
+                  ceil_mode: bool) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
+    """PyTorch's pooling output size and the (left, right) padding giving it; ``extra`` is the
+    right overhang added by ``ceil_mode`` (outside the explicit padding)."""
+    pads, extra = [], []
+    for n, k, s, p, d in zip(size, kernel, stride, pad, dilation):
+        span = d * (k - 1) + 1
+        if n + 2 * p < span:
+            raise ValueError(f"{owner}: the input ({size}) is smaller than the window after "
+                             f"padding (kernel {kernel}, dilation {dilation}, padding {pad})")
+        num = n + 2 * p - span
+        out = (-(-num // s) if ceil_mode else num // s) + 1
+        if ceil_mode and (out - 1) * s >= n + p:   # the last window must start inside the input
+            out -= 1
+        right = max((out - 1) * s + span - (n + 2 * p), 0)
+        pads.append((p, p + right))
+        extra.append(right)
+    return tuple(pads), tuple(extra)
+
+
+class _Pool2d(_StepModeMixin, nnx.Module):
+    step_ndim = 4
+    step_layout = "[B, H, W, C]"
+
+    def __init__(self, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
+                 ceil_mode: bool, step_mode: str):
+        owner = type(self).__name__
+        self.kernel_size = _pair(owner, "kernel_size", kernel_size)
+        self.stride = self.kernel_size if stride is None else _pair(owner, "stride", stride)
+        self.padding = _pair(owner, "padding", padding, minimum=0)
+        self.dilation = _pair(owner, "dilation", dilation)
+        for k, p, d in zip(self.kernel_size, self.padding, self.dilation):
+            if p > (d * (k - 1) + 1) // 2:   # PyTorch's limit
+                raise ValueError(f"{owner}: padding must be at most half the (dilated) kernel "
+                                 f"size, got padding={padding}, kernel_size={kernel_size}")
+        self.ceil_mode = C.boolean(owner, "ceil_mode", ceil_mode)
+        self.step_mode = _check_step_mode(owner, step_mode)
+
+    def _window(self, x: Array, init: Any, op: Callable, pads: tuple) -> Array:
+        return jax.lax.reduce_window(x, init, op, (1, *self.kernel_size, 1), (1, *self.stride, 1),
+                                     ((0, 0), *pads, (0, 0)),
+                                     window_dilation=(1, *self.dilation, 1))
+
+
+class MaxPool2d(_Pool2d):
+    """Max pooling over ``H, W`` of ``[B, H, W, C]`` (SpikingJelly's ``layer.MaxPool2d``).
+
+    ``y[b, i, j, c] = max_{u, v} x_pad[b, s_h i + d_h u, s_w j + d_w v, c]`` with ``-inf`` padding;
+    output size ``floor`` (or with ``ceil_mode`` ``ceil``) of
+    ``(H + 2 p - d (k - 1) - 1) / s + 1``, as PyTorch.
+
+    Args:
+      kernel_size, stride (default ``kernel_size``), padding, dilation, ceil_mode: as PyTorch.
+      return_indices: must be ``False`` (not supported).
+      step_mode: ``'s'`` (``[B, H, W, C]``) or ``'m'`` (``[T, B, H, W, C]``).
+    """
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+                 return_indices: bool = False, ceil_mode: bool = False, step_mode: str = "s"):
+        if return_indices:
+            raise ValueError(f"{type(self).__name__}: return_indices=True is not supported")
+        super().__init__(kernel_size, stride, padding, dilation, ceil_mode, step_mode)
+
+    def _forward(self, x: Array) -> Array:
+        pads, _ = _pool_padding(type(self).__name__, x.shape[1:3], self.kernel_size, self.stride,
+                                self.padding, self.dilation, self.ceil_mode)
+        # a Python scalar init makes this the differentiable reduce_window_max primitive
+        low = -np.inf if jnp.issubdtype(x.dtype, jnp.floating) else int(jnp.iinfo(x.dtype).min)
+        return self._window(x, low, jax.lax.max, pads)
+
+
+class AvgPool2d(_Pool2d):
+    """Average pooling over ``H, W`` of ``[B, H, W, C]`` (SpikingJelly's ``layer.AvgPool2d``).
+
+    ``y = (sum of the window over the zero-padded input) / D``, ``D`` = ``divisor_override`` if
+    given, else the number of window positions inside the padded input
+    (``count_include_pad=True``) or inside the input only (``False``); the ``ceil_mode``
+    overhang never counts. Output size as :class:`MaxPool2d` (no dilation), as PyTorch.
+
+    Args:
+      kernel_size, stride (default ``kernel_size``), padding, ceil_mode, count_include_pad,
+        divisor_override: as PyTorch.
+      step_mode: ``'s'`` (``[B, H, W, C]``) or ``'m'`` (``[T, B, H, W, C]``).
+    """
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                 ceil_mode: bool = False, count_include_pad: bool = True,
+                 divisor_override: int | None = None, step_mode: str = "s"):
+        super().__init__(kernel_size, stride, padding, 1, ceil_mode, step_mode)
+        owner = type(self).__name__
+        self.count_include_pad = C.boolean(owner, "count_include_pad", count_include_pad)
+        self.divisor_override = C.optional_positive_int(owner, "divisor_override",
+                                                        divisor_override)
+
+    def _forward(self, x: Array) -> Array:
+        h, w = x.shape[1:3]
+        pads, extra = _pool_padding(type(self).__name__, (h, w), self.kernel_size, self.stride,
+                                    self.padding, self.dilation, self.ceil_mode)
+        dtype = jnp.promote_types(x.dtype, jnp.float32)
+        total = self._window(x.astype(dtype), 0.0, jax.lax.add, pads)
+        if self.divisor_override is not None:
+            return (total / self.divisor_override).astype(x.dtype)
+        # count of window cells: ones on the input (and on the padding if count_include_pad)
+        ones = np.ones((1, h, w, 1), np.float32)
+        if self.count_include_pad:
+            (ph, pw) = self.padding
+            ones = np.pad(ones, ((0, 0), (ph, ph), (pw, pw), (0, 0)), constant_values=1.0)
+            pads_c = tuple((0, e) for e in extra)
+        else:
+            pads_c = pads
+        count = jax.lax.reduce_window(jnp.asarray(ones), 0.0, jax.lax.add,
+                                      (1, *self.kernel_size, 1), (1, *self.stride, 1),
+                                      ((0, 0), *pads_c, (0, 0)))
+        return (total / count.astype(dtype)).astype(x.dtype)
+
+
+def _adaptive_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """``A[o, i] = 1 / len`` on PyTorch's adaptive window ``[floor(o n_in / n_out),
+    ceil((o + 1) n_in / n_out))``."""
+    a = np.zeros((n_out, n_in), np.float64)
+    for o in range(n_out):
+        start, end = (o * n_in) // n_out, -(-((o + 1) * n_in) // n_out)
+        a[o, start:end] = 1.0 / (end - start)
+    return a
+
+
+class AdaptiveAvgPool2d(_StepModeMixin, nnx.Module):
+    """Adaptive average pooling of ``[B, H, W, C]`` to ``[B, H', W', C]``
+    (SpikingJelly's ``layer.AdaptiveAvgPool2d``).
+
+    ``y[b, o, p, c] = mean_{i in I_o, j in J_p} x[b, i, j, c]`` with PyTorch's windows
+    ``I_o = [floor(o H / H'), ceil((o + 1) H / H'))`` (and ``J_p`` likewise).
+
+    Args:
+      output_size: ``H'`` = ``W'`` (an int) or ``(H', W')``; ``None`` keeps that size.
+      step_mode: ``'s'`` (``[B, H, W, C]``) or ``'m'`` (``[T, B, H, W, C]``).
+    """
+
+    step_ndim = 4
+    step_layout = "[B, H, W, C]"
+
+    def __init__(self, output_size: Any, step_mode: str = "s"):
+        owner = type(self).__name__
+        sizes = tuple(output_size) if isinstance(output_size, (tuple, list)) else (
+            output_size, output_size)
+        if len(sizes) != 2:
+            raise ValueError(f"{owner}: output_size must be an int or a pair, got {output_size!r}")
+        self.output_size = tuple(None if s is None else C.positive_int(owner, "output_size", s)
+                                 for s in sizes)
+        self.step_mode = _check_step_mode(owner, step_mode)
+
+    def _forward(self, x: Array) -> Array:
+        h, w = x.shape[1:3]
+        oh, ow = (h if self.output_size[0] is None else self.output_size[0],
+                  w if self.output_size[1] is None else self.output_size[1])
+        dtype = jnp.promote_types(x.dtype, jnp.float32)
+        ah = jnp.asarray(_adaptive_matrix(h, oh), dtype)
+        aw = jnp.asarray(_adaptive_matrix(w, ow), dtype)
+        y = jnp.einsum("bhwc,oh,pw->bopc", x.astype(dtype), ah, aw,
+                       precision=jax.lax.Precision.HIGHEST)
+        return y.astype(x.dtype)
+
+
+class Flatten(_StepModeMixin, nnx.Module):
+    """Flatten axes ``start_dim .. end_dim`` of one step (SpikingJelly's ``layer.Flatten``).
+
+    In ``step_mode='m'`` the axes count within one step (time is folded into the batch first),
+    as in the reference. Channels last: ``[B, H, W, C] -> [B, H*W*C]`` orders features
+    ``(h, w, c)``, not PyTorch's ``(c, h, w)``; a ``Linear`` after it with weights ported from
+    PyTorch needs its input features permuted.
+
+    Args:
+      start_dim, end_dim: first and last flattened axis of one step's ``[B, *]`` (negative
+        counts from the end).
+      step_mode: ``'s'`` or ``'m'``.
+    """
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1, step_mode: str = "s"):
+        owner = type(self).__name__
+        for name, v in (("start_dim", start_dim), ("end_dim", end_dim)):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"{owner}: {name} must be an int, got {v!r}")
+        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
+        self.step_mode = _check_step_mode(owner, step_mode)
+
+    def _forward(self, x: Array) -> Array:
+        nd = x.ndim
+        start = self.start_dim + nd if self.start_dim < 0 else self.start_dim
+        end = self.end_dim + nd if self.end_dim < 0 else self.end_dim
+        if not (0 <= start < nd and 0 <= end < nd) or start > end:
+            raise ValueError(f"{type(self).__name__}: start_dim={self.start_dim}, end_dim="
+                             f"{self.end_dim} do not fit an input of shape {tuple(x.shape)}")
+        return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1:])
+
+
+__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "Dropout", "Flatten",
+           "Linear", "MaxPool2d", "MultiStepContainer", "SeqToANNContainer", "dropout_mask"]
