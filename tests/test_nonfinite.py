@@ -2,6 +2,7 @@
 surrogate: NaN in gives NaN out, +-inf give the limit and the neuron recovers, huge finite inputs
 give finite states and gradients, and the kernel path agrees with the scan path on all of it."""
 import inspect
+import os
 
 import jax
 import jax.numpy as jnp
@@ -114,7 +115,7 @@ def test_huge_finite_inputs_give_finite_states_and_gradients(e):
 @pytest.mark.parametrize("e", ELEMENTWISE, ids=_ids(ELEMENTWISE))
 def test_kernel_agrees_with_scan_on_nonfinite_inputs(e):
     """One call per class: NaN, +inf, -inf, 1e30 and ordinary values in different neurons."""
-    scan_m, kern_m = _module(e, "scan"), _module(e, "pallas")
+    scan_m, kern_m = _module(e, "scan"), _module(e, os.environ.get("SNNJAX_KERNEL_BACKEND", "pallas"))
     x = _seq(e, scan_m, {(1, 0): np.nan, (0, 1): np.inf, (0, 2): -np.inf, (0, 3): 1e30})
     want = _run(scan_m, x)
     got = jax.jit(lambda x: _run(kern_m, x))(x)

@@ -11,9 +11,10 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jcore
 
@@ -91,14 +92,24 @@ def _rewrite_table() -> dict:
         "erfc": lambda invals, params: [rw.erfc(invals[0])],
         "sqrt": lambda invals, params: [rw.sqrt(invals[0])],
         "integer_pow": lambda invals, params: [rw.integer_pow(invals[0], params["y"])],
+        "max": lambda invals, params: [_nan_propagating(jax.lax.gt, *invals)],
+        "min": lambda invals, params: [_nan_propagating(jax.lax.lt, *invals)],
     }
+
+
+def _nan_propagating(pick_first: Callable, a: Any, b: Any) -> Any:
+    """``max`` / ``min`` that return NaN when either operand is NaN, as XLA's do (the Triton
+    lowering's ``maximum`` returns the other operand): the non-finite policy on every backend."""
+    a, b = jnp.broadcast_arrays(a, b)
+    chosen = jax.lax.select(pick_first(a, b), a, b)
+    return jax.lax.select(a != a, a, jax.lax.select(b != b, b, chosen))
 
 
 REWRITABLE: frozenset[str] = frozenset(
     "round add_any floor ceil atan expm1 log1p erf erfc sqrt".split())
 # rewritten for Mosaic although it has a rule: the rule takes only exponents >= 2 and -1
 PARTIAL: frozenset[str] = frozenset({"integer_pow"})
-TRITON_REWRITES: frozenset[str] = frozenset({"round"})
+TRITON_REWRITES: frozenset[str] = frozenset({"round", "max", "min"})
 
 
 def inline_eval(jaxpr: Any, consts: Sequence[Any], *args: Any,

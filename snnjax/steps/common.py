@@ -24,14 +24,25 @@ def fire(h: Array, v_threshold: Any, surrogate: SpikeFn) -> Array:
     return surrogate(h - v_threshold)
 
 
+@jax.custom_jvp
+def _saturate(v: Array) -> Array:
+    big = jnp.finfo(v.dtype).max
+    return jnp.where(v > big, big, jnp.where(v < -big, -big, v))
+
+
+# straight through: the backward needs no pre-saturation value (no extra residual per step);
+# the two differ only at +-inf, where no gradient is meaningful
+_saturate.defjvp(lambda primals, tangents: (_saturate(*primals), tangents[0]))
+
+
 def saturate(v: Array) -> Array:
     """``v`` clipped to the finite range of its dtype, NaN kept (selects only, so NaN survives on
     every backend): the non-finite policy's membrane. An infinite charge fires and resets like a
-    huge finite one (no ``0 * inf`` in the reset), and the next step starts from a finite state."""
+    huge finite one (no ``0 * inf`` in the reset), and the next step starts from a finite state.
+    The gradient passes straight through."""
     if not jnp.issubdtype(v.dtype, jnp.floating):
         return v
-    big = jnp.finfo(v.dtype).max
-    return jnp.where(v > big, big, jnp.where(v < -big, -big, v))
+    return _saturate(v)
 
 
 def reset(h: Array, spike: Array, v_threshold: Any, v_reset: Any, *, soft_reset: bool,
