@@ -228,7 +228,7 @@ def at_most(owner: str, name: str, value: float, bound_name: str, bound: float) 
 
 
 __all__ = ["Check", "all_of", "as_input", "at_least", "at_most", "core_input_count",
-           "core_output_count", "sequence_input", "boolean", "choice", "function", "greater", "in_range",
+           "conform_state", "core_output_count", "sequence_input", "boolean", "choice", "function", "greater", "in_range",
            "instance_of", "int_at_least", "length", "nonzero", "number", "optional_number",
            "optional_positive_int", "optional_rngs", "ordered", "plain_function", "positive_int",
            "rngs", "satisfies", "scalar", "surrogate"]
@@ -263,6 +263,30 @@ def sequence_input(owner: str, x_seq: Any) -> Any:
         if leaf.shape[0] == 0:
             raise ValueError(f"{owner}: multi-step input has T = 0 time steps (T >= 1 needed)")
     return x_seq
+
+
+def conform_state(owner: str, given: Any, expected: dict, exact: tuple[str, ...] = ()) -> dict:
+    """``given`` checked against ``expected`` (the state an input implies): the same variables;
+    each value of the same shape (the names in ``exact``: a state left by a call) or
+    broadcastable to it; cast to the expected dtype."""
+    if not isinstance(given, dict) or set(given) != set(expected):
+        names = sorted(given) if isinstance(given, dict) else type(given).__name__
+        raise ValueError(f"{owner}: the state must hold the variables {sorted(expected)}, "
+                         f"got {names}")
+    out = {}
+    for name, want in expected.items():
+        value = jnp.asarray(given[name])
+        if name in exact and value.shape != want.shape:
+            raise ValueError(
+                f"{owner}: the stored state {name} has shape {value.shape} but this input "
+                f"needs {want.shape}: the neuron still holds the state of a batch of another "
+                f"shape; call snnjax.functional.reset_net(model) first")
+        try:
+            out[name] = jnp.broadcast_to(value, want.shape).astype(want.dtype)
+        except ValueError:
+            raise ValueError(f"{owner}: state variable {name} of shape {value.shape} does not "
+                             f"broadcast to the shape {want.shape} this input needs") from None
+    return out
 
 
 # --- FlexSN cores ------------------------------------------------------------------------------

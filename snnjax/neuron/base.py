@@ -22,7 +22,7 @@ from snnjax import kernels, steps
 from snnjax import surrogate as sg
 from snnjax.steps.common import BoundStep
 
-as_input = C.as_input
+as_input, conform_state = C.as_input, C.conform_state
 
 Array = jax.Array
 STEP_MODES = ("s", "m")
@@ -125,30 +125,6 @@ class _StepView:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(object.__getattribute__(self, "_module"), name)
-
-
-def conform_state(owner: str, given: Any, expected: dict, exact: tuple[str, ...] = ()) -> dict:
-    """``given`` checked against ``expected`` (the state an input implies): the same variables;
-    each value of the same shape (the names in ``exact``: a state left by a call) or
-    broadcastable to it; cast to the expected dtype."""
-    if not isinstance(given, dict) or set(given) != set(expected):
-        names = sorted(given) if isinstance(given, dict) else type(given).__name__
-        raise ValueError(f"{owner}: the state must hold the variables {sorted(expected)}, "
-                         f"got {names}")
-    out = {}
-    for name, want in expected.items():
-        value = jnp.asarray(given[name])
-        if name in exact and value.shape != want.shape:
-            raise ValueError(
-                f"{owner}: the stored state {name} has shape {value.shape} but this input "
-                f"needs {want.shape}: the neuron still holds the state of a batch of another "
-                f"shape; call snnjax.functional.reset_net(model) first")
-        try:
-            out[name] = jnp.broadcast_to(value, want.shape).astype(want.dtype)
-        except ValueError:
-            raise ValueError(f"{owner}: state variable {name} of shape {value.shape} does not "
-                             f"broadcast to the shape {want.shape} this input needs") from None
-    return out
 
 
 # --- the state protocol ------------------------------------------------------------------------
