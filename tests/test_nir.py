@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-nir = pytest.importorskip("nir")
+import nir  # noqa: E402  (in the test extra)
 
 import snnjax  # noqa: E402
 from snnjax import functional, layer, neuron  # noqa: E402
