@@ -235,7 +235,9 @@ class _Exporter:
         if isinstance(module, (L.BatchNorm2d, nnx.BatchNorm)):
             raise NotImplementedError(f"to_nir: {where}: NIR has no batch norm node; fold it "
                                       f"into the preceding convolution's weight and bias first")
-        raise NotImplementedError(f"to_nir: {where} has no NIR equivalent; supported: "
+        hint = (" (the __call__ of a custom module cannot be read: write the model as an "
+                "nnx.Sequential of supported layers)" if isinstance(module, nnx.Module) else "")
+        raise NotImplementedError(f"to_nir: {where} has no NIR equivalent{hint}; supported: "
                                   f"{', '.join(_EXPORTED)}")
 
     # -- layers ---------------------------------------------------------------------------------
@@ -457,7 +459,9 @@ def to_nir(model: nnx.Module, sample_input: Any, dt: float = 1e-4) -> "nir_packa
     if len(shape) < 3:
         raise ValueError(f"to_nir: sample_input must be the input sequence [T, B, *] (at least "
                          f"3 axes), got shape {shape}")
-    dtype = getattr(sample_input, "dtype", None) or jnp.float32
+    dtype = getattr(sample_input, "dtype", None)
+    if dtype is None:                      # a nested list (np.dtype is falsy: test for None)
+        dtype = np.asarray(sample_input).dtype
     x = jax.ShapeDtypeStruct(shape, dtype)
     exporter = _Exporter(nir, dt)
     y = exporter.walk(model, x, (), _SEQ)

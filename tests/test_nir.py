@@ -211,6 +211,26 @@ def test_conv_avgpool_flatten_if_export_numpy_and_file_round_trip(tmp_path):
     np.testing.assert_array_equal(np.asarray(_run(back, x)), y)
 
 
+def test_plain_nnx_conv_sum_pool_and_dropout_export_matches_numpy():
+    rng = np.random.default_rng(11)
+    conv = _set(nnx.Conv(2, 3, (3, 3), rngs=nnx.Rngs(0), **_ZEROS), rng, 0.5)   # 'SAME'
+    model = nnx.Sequential(
+        conv, neuron.IFNode(v_threshold=0.5, step_mode="m"),
+        layer.Dropout(0.5, step_mode="m", rngs=nnx.Rngs(0)),
+        layer.SeqToANNContainer(layer.AvgPool2d(2, divisor_override=1), layer.Flatten()),
+        _linear(rng, 12, 3, scale=0.5, plain=True), neuron.LIFNode(v_threshold=0.5, step_mode="m"))
+    model.eval()                                              # dropout: the identity
+    x = jnp.asarray(rng.uniform(0, 2, (6, 2, 4, 4, 2)), jnp.float32)
+    g = snnir.to_nir(model, x)
+    assert [type(n).__name__ for n in g.nodes.values()] == [
+        "Input", "Conv2d", "IF", "SumPool2d", "Flatten", "Affine", "LIF", "Output"]
+    assert tuple(g.nodes["0"].padding) == (1, 1)              # 'SAME' of a 3x3 kernel
+    y = np.asarray(_run(model, x))
+    sim, margin = simulate(g, _nhwc_to_nchw(x), 1e-4)
+    assert margin > EDGE and 0 < y.sum() < y.size
+    np.testing.assert_array_equal(y, sim)
+
+
 def test_hand_written_graph_matches_numpy_euler():
     """A graph written from NIR's definitions (channels first) runs to the NumPy simulation."""
     dt = 1e-4
