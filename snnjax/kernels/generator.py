@@ -316,6 +316,17 @@ def pallas_multi_step(step: Callable, state0: Any, xs: Any, params: Any = (), *,
     the dtype of ``xs``; states keep the dtype of ``state0``; arithmetic is float32 (float64
     when an operand is float64). Raises ``KernelLoweringError`` for a step that is not
     elementwise.
+
+    Args:
+      step: the pure per-step function ``step(state, x, params) -> (state, out)``, elementwise.
+      state0: pytree of arrays, each ``S`` or broadcastable to it.
+      xs: pytree of arrays, each ``[T, *S]``.
+      params: pytree of scalars or arrays broadcastable to ``S`` (default ``()``).
+      return_state_seq: ``True``: return every step's state instead of the final one.
+      config: the kernel :class:`Config` (default ``Config()``).
+
+    Returns:
+      ``(final_state, outs)`` or ``(state_seq, outs)``, as :func:`scan_multi_step`.
     """
     cfg = check_config(config)
     step, params = bind_constants(step, params)

@@ -144,6 +144,13 @@ class MemoryModule(nnx.Module):
     (it may broadcast to the input); a state left by a call must match the next input's shape
     exactly (else call :func:`snnjax.functional.reset_net`). ``reset()`` restores every variable
     to its declared initial value (keeping the leading axes of a vmapped stack of layers).
+
+    Args:
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``); a
+        subclass may support only one (``supported_step_modes``) (default ``'s'``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``).
     """
 
     supported_step_modes: ClassVar[tuple[str, ...]] = STEP_MODES
@@ -414,13 +421,20 @@ class BaseNode(MemoryModule):
     ``V = H - S * v_threshold`` (``detach_reset``: the spike enters the reset without gradient).
 
     Args:
-      v_threshold: firing threshold (finite number).
-      v_reset: reset value (finite), or ``None`` for the soft reset.
-      surrogate_function: spike function with surrogate gradient (default ``Sigmoid()``).
-      detach_reset: detach the spike in the reset.
-      step_mode: ``'s'`` (input ``[N, *]``) or ``'m'`` (``[T, N, *]``).
-      store_v_seq: record the post-reset membrane of every step in ``v_seq`` (``[T, N, *]``).
-      backend: ``'auto'``, ``'scan'`` or ``'pallas'`` (see :func:`snnjax.kernels.multi_step`).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Sigmoid()``).
+      detach_reset: ``True`` / ``False``: the spike enters the reset without gradient (default
+        ``False``).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``).
+      store_v_seq: ``True`` / ``False``: record the post-reset membrane of every step in ``v_seq``
+        (``[T, N, *]``) (default ``False``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
 
     State ``v`` starts at ``v_reset`` (0 with soft reset). Port a custom neuron by subclassing
     and overriding ``neuronal_charge(self, x)`` (SpikingJelly's: read ``self.v``, assign the
@@ -472,7 +486,22 @@ class BaseNode(MemoryModule):
 class SimpleBaseNode(MemoryModule):
     """Teaching-style base (SpikingJelly's ``SimpleBaseNode``): as :class:`BaseNode` without
     ``store_v_seq``; the membrane always starts at 0 (whatever ``v_reset`` is). Subclass and
-    override ``neuronal_charge``."""
+    override ``neuronal_charge``.
+
+    Args:
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: reset value, a finite number ``< v_threshold``, or ``None`` for the soft reset (the
+        membrane starts at 0 either way) (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Sigmoid()``).
+      detach_reset: ``True`` / ``False``: the spike enters the reset without gradient (default
+        ``False``).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
+    """
 
     default_surrogate = sg.Sigmoid
     step_fn = staticmethod(steps.spiking_step)
@@ -500,6 +529,14 @@ class NonSpikingBaseNode(nnx.Module):
     Input ``[T, N, *]``; the membrane starts at 0 on every call (nothing is kept between calls).
     Output by ``decode``: ``'max-mem'``, ``'max-abs-mem'``, ``'mean-mem'``, ``'last_mem'``
     (``[N, *]``), or ``None`` (the membrane sequence ``[T, N, *]``).
+
+    Args:
+      decode: output decoding: ``'max-mem'``, ``'max-abs-mem'``, ``'mean-mem'``, ``'last_mem'`` (or
+        ``'last-mem'``; each ``[N, *]``) or ``None`` (the membrane sequence ``[T, N, *]``) (default
+        ``None``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
     """
 
     step_fn: ClassVar[Callable | None] = None

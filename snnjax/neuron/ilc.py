@@ -58,10 +58,14 @@ class ILCBaseNode(MemoryModule):
     :mod:`snnjax.steps`) or overrides ``neuronal_charge(self, state, x, params) -> state``.
 
     Args:
-      act_dim, dec_pop_dim: number of groups and neurons per group (positive ints).
-      v_threshold: firing threshold. v_reset: reset value, or ``None`` for the soft reset.
-      surrogate_function: default ``Rect()``.
-      rngs: ``nnx.Rngs`` (keyword-only) that initialises ``conn``.
+      act_dim: number of groups ``A``, a positive int (required).
+      dec_pop_dim: neurons per group ``P``, a positive int (required).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Rect()``).
+      rngs: ``nnx.Rngs`` that initialises ``conn`` (required) (required; keyword-only).
 
     State: ``v`` (initial ``v_reset``, 0 with soft reset), ``feedback`` (0), after a call the
     final state (``node.v``).
@@ -116,7 +120,15 @@ class ILCBaseNode(MemoryModule):
 class ILCIFNode(ILCBaseNode):
     """ILC integrate-and-fire: ``H = V + X~`` (see :class:`ILCBaseNode`). ``v_threshold=1.0``.
 
-    Args: as :class:`ILCBaseNode`.
+    Args:
+      act_dim: number of groups ``A``, a positive int (required).
+      dec_pop_dim: neurons per group ``P``, a positive int (required).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Rect()``).
+      rngs: ``nnx.Rngs`` that initialises ``conn`` (required) (required; keyword-only).
     """
 
     charge = staticmethod(steps.ilc_if_charge)
@@ -127,9 +139,16 @@ class ILCLIFNode(ILCBaseNode):
     ``v_reset`` is, as the reference; see :class:`ILCBaseNode`).
 
     Args:
-      act_dim, dec_pop_dim, v_threshold, v_reset, surrogate_function, rngs: as
-        :class:`ILCBaseNode`.
-      v_decay: membrane decay factor (finite number).
+      act_dim: number of groups ``A``, a positive int (required).
+      dec_pop_dim: neurons per group ``P``, a positive int (required).
+      v_decay: membrane retention factor per step (decay towards 0), in ``[0, 1]`` (default
+        ``0.75``).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Rect()``).
+      rngs: ``nnx.Rngs`` that initialises ``conn`` (required) (required; keyword-only).
     """
 
     charge = staticmethod(steps.ilc_lif_charge)
@@ -149,9 +168,16 @@ class ILCCUBALIFNode(ILCBaseNode):
     :class:`ILCBaseNode`.
 
     Args:
-      act_dim, dec_pop_dim, v_reset, surrogate_function, rngs: as :class:`ILCBaseNode`.
-      c_decay, v_decay: current and membrane decay factors (finite numbers).
-      v_threshold: default ``0.5`` (not 1.0).
+      act_dim: number of groups ``A``, a positive int (required).
+      dec_pop_dim: neurons per group ``P``, a positive int (required).
+      c_decay: retention factor of the synaptic current per step, in ``[0, 1]`` (default ``0.5``).
+      v_decay: retention factor of the membrane per step, in ``[0, 1]`` (default ``0.75``).
+      v_threshold: firing threshold, a finite number (default ``0.5``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Rect()``).
+      rngs: ``nnx.Rngs`` that initialises ``conn`` (required) (required; keyword-only).
 
     State: ``v``, ``c`` (0), ``feedback``.
     """

@@ -58,11 +58,23 @@ class NoisyBaseNode(MemoryModule):
     ``noise_step``, ``eps_seq``) are those of the ``noise`` part (:class:`ColoredNoise`).
 
     Args:
-      num_node: neurons per step. is_training: initial mode (noise on). T: time steps per call.
-      sigma_init: noise scale. beta: spectrum exponent of the noise (see :class:`ColoredNoise`).
-      v_threshold: default 0.5. v_reset: reset value, or ``None`` for the soft reset.
-      surrogate_function: default ``Rect()``. rngs: noise keys (``nnx.Rngs`` or ``None``).
-      backend: ``'auto'``, ``'scan'`` or ``'pallas'``.
+      num_node: neurons per step (the last input axis), a positive int (required).
+      is_training: ``True`` / ``False``: the initial mode (noise on); ``model.eval()`` turns it off
+        (default ``True``).
+      T: number of time steps, a positive int (default ``5``).
+      sigma_init: noise scale, ``>= 0`` (default ``0.5``).
+      beta: exponent of the noise power spectrum ``1 / f^beta``, a finite number (0: white noise)
+        (default ``0.0``).
+      v_threshold: firing threshold, a finite number (default ``0.5``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Rect()``).
+      rngs: noise keys: ``nnx.Rngs`` (stream ``'noise'``, else ``'default'``) or ``None`` (then
+        only ``load_colored_noise`` supplies noise) (default ``None``; keyword-only).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
 
     State: ``v`` (initial ``v_reset``, 0 with soft reset); after a call the final state.
     """
@@ -141,8 +153,28 @@ class NoisyCUBALIFNode(NoisyBaseNode):
     (:func:`snnjax.steps.cuba_charge`; ``C`` starts at 0 and is never reset); see
     :class:`NoisyBaseNode`. Elementwise step.
 
-    Args: ``num_node``, then ``c_decay``, ``v_decay`` (decay factors), then as
-    :class:`NoisyBaseNode`. State: ``v``, ``c``.
+    Args:
+      num_node: neurons per step (the last input axis), a positive int (required).
+      c_decay: retention factor of the synaptic current per step, in ``[0, 1]`` (default ``0.5``).
+      v_decay: retention factor of the membrane per step, in ``[0, 1]`` (default ``0.75``).
+      is_training: ``True`` / ``False``: the initial mode (noise on); ``model.eval()`` turns it off
+        (default ``True``).
+      T: number of time steps, a positive int (default ``5``).
+      sigma_init: noise scale, ``>= 0`` (default ``0.5``).
+      beta: exponent of the noise power spectrum ``1 / f^beta``, a finite number (0: white noise)
+        (default ``0.0``).
+      v_threshold: firing threshold, a finite number (default ``0.5``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Rect()``).
+      rngs: noise keys: ``nnx.Rngs`` (stream ``'noise'``, else ``'default'``) or ``None`` (then
+        only ``load_colored_noise`` supplies noise) (default ``None``; keyword-only).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
+
+    State: ``v``, ``c``.
     """
 
     charge = staticmethod(steps.cuba_charge)
@@ -169,8 +201,24 @@ class NoisyILCBaseNode(NoisyBaseNode):
     output is fed back). The caller's input is not modified. ``lax.scan`` engine (the feedback
     mixes neurons).
 
-    Args: ``act_dim``, ``dec_pop_dim`` (as :class:`snnjax.neuron.ILCBaseNode`), then as
-    :class:`NoisyBaseNode` (``v_threshold=1.0`` here); ``rngs`` (an ``nnx.Rngs``) is required.
+    Args:
+      act_dim: number of groups ``A``, a positive int (``num_node = act_dim * dec_pop_dim``)
+        (required).
+      dec_pop_dim: neurons per group ``P``, a positive int (required).
+      is_training: ``True`` / ``False``: the initial mode (noise on); ``model.eval()`` turns it off
+        (default ``True``).
+      T: number of time steps, a positive int (default ``5``).
+      sigma_init: noise scale, ``>= 0`` (default ``0.5``).
+      beta: exponent of the noise power spectrum ``1 / f^beta``, a finite number (0: white noise)
+        (default ``0.0``).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Rect()``).
+      rngs: ``nnx.Rngs``: ``rngs.params`` initialises ``conn``, stream ``'noise'`` (else
+        ``'default'``) draws the noise (required) (required; keyword-only).
+
     State: ``v``, ``feedback``.
     """
 
@@ -191,8 +239,26 @@ class NoisyILCCUBALIFNode(NoisyILCBaseNode):
     """Noisy ILC current-based LIF (CUBA charge as :class:`NoisyCUBALIFNode`, feedback as
     :class:`NoisyILCBaseNode`).
 
-    Args: ``act_dim``, ``dec_pop_dim``, ``c_decay``, ``v_decay``, then as
-    :class:`NoisyILCBaseNode` (default ``v_threshold=1.0``, unlike ``ILCCUBALIFNode``).
+    Args:
+      act_dim: number of groups ``A``, a positive int (``num_node = act_dim * dec_pop_dim``)
+        (required).
+      dec_pop_dim: neurons per group ``P``, a positive int (required).
+      c_decay: retention factor of the synaptic current per step, in ``[0, 1]`` (default ``0.5``).
+      v_decay: retention factor of the membrane per step, in ``[0, 1]`` (default ``0.75``).
+      is_training: ``True`` / ``False``: the initial mode (noise on); ``model.eval()`` turns it off
+        (default ``True``).
+      T: number of time steps, a positive int (default ``5``).
+      sigma_init: noise scale, ``>= 0`` (default ``0.5``).
+      beta: exponent of the noise power spectrum ``1 / f^beta``, a finite number (0: white noise)
+        (default ``0.0``).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Rect()``).
+      rngs: ``nnx.Rngs``: ``rngs.params`` initialises ``conn``, stream ``'noise'`` (else
+        ``'default'``) draws the noise (required) (required; keyword-only).
+
     State: ``v``, ``c``, ``feedback``.
     """
 
@@ -225,10 +291,21 @@ class NoisyNonSpikingBaseNode(nnx.Module):
     ``neuronal_charge(self, v, x, params)``.
 
     Args:
-      num_node, is_training, T, beta, rngs: as :class:`NoisyBaseNode`.
-      sigma_init: the learnable ``sigma`` (``nnx.Param`` ``[num_node]``) starts at
-        ``sigma_init / sqrt(num_node)``.
-      decode: see above. backend: ``'auto'``, ``'scan'`` or ``'pallas'``.
+      num_node: neurons per step (the last input axis), a positive int (required).
+      is_training: ``True`` / ``False``: the initial mode (noise on); ``model.eval()`` turns it off
+        (default ``True``).
+      T: number of time steps, a positive int (default ``5``).
+      sigma_init: noise scale, ``>= 0``: the learnable ``sigma`` (``nnx.Param`` ``[num_node]``)
+        starts at ``sigma_init / sqrt(num_node)`` (default ``0.5``).
+      beta: exponent of the noise power spectrum ``1 / f^beta``, a finite number (0: white noise)
+        (default ``0.0``).
+      decode: output decoding: ``'max-mem'``, ``'max-abs-mem'``, ``'mean-mem'``, ``'last-me'`` (the
+        reference's spelling; ``'last_mem'``, ``'last-mem'`` too) or ``None`` (default ``None``).
+      rngs: noise keys: ``nnx.Rngs`` (stream ``'noise'``, else ``'default'``) or ``None`` (then
+        only ``load_colored_noise`` supplies noise) (default ``None``; keyword-only).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
     """
 
     step_fn = staticmethod(steps.noisy_integrator_step)
@@ -285,7 +362,22 @@ class NoisyNonSpikingIFNode(NoisyNonSpikingBaseNode):
     """Noisy perfect integrator: ``V[t] = V[t-1] + X[t] + sigma * n[t]`` (noise in training only);
     see :class:`NoisyNonSpikingBaseNode`.
 
-    Args: as :class:`NoisyNonSpikingBaseNode`.
+    Args:
+      num_node: neurons per step (the last input axis), a positive int (required).
+      is_training: ``True`` / ``False``: the initial mode (noise on); ``model.eval()`` turns it off
+        (default ``True``).
+      T: number of time steps, a positive int (default ``5``).
+      sigma_init: noise scale, ``>= 0``: the learnable ``sigma`` (``nnx.Param`` ``[num_node]``)
+        starts at ``sigma_init / sqrt(num_node)`` (default ``0.5``).
+      beta: exponent of the noise power spectrum ``1 / f^beta``, a finite number (0: white noise)
+        (default ``0.0``).
+      decode: output decoding: ``'max-mem'``, ``'max-abs-mem'``, ``'mean-mem'``, ``'last-me'`` (the
+        reference's spelling; ``'last_mem'``, ``'last-mem'`` too) or ``None`` (default ``None``).
+      rngs: noise keys: ``nnx.Rngs`` (stream ``'noise'``, else ``'default'``) or ``None`` (then
+        only ``load_colored_noise`` supplies noise) (default ``None``; keyword-only).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
     """
 
     charge = staticmethod(steps.if_charge)

@@ -57,9 +57,10 @@ class PSN(nnx.Module):
     ``H[t, m] = sum_j W[t, j] X[j, m] + b[t]``; every output step sees every input step.
 
     Args:
-      T: number of time steps (fixed; ``x_seq.shape[0]`` must equal it).
-      surrogate_function: default ``ATan()`` (alpha = 2).
-      rngs: ``nnx.Rngs`` drawing ``weight``.
+      T: number of time steps, a positive int (``x_seq.shape[0]`` must equal it) (required).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``ATan()`` (alpha = 2)).
+      rngs: ``nnx.Rngs`` drawing ``weight`` (default ``None``; keyword-only).
 
     Parameters: ``weight`` ``[T, T]`` ~ ``U(-1/sqrt(T), 1/sqrt(T))``, ``bias`` ``[T, 1]`` = -1.
     Shapes: ``[T, N, *] -> [T, N, *]`` (spikes in the input dtype). Like the reference it has no
@@ -137,12 +138,13 @@ class MaskedPSN(_QueuedPSN):
     ``m.lambda_ = value`` (an array is fine; under ``nnx.jit`` it is traced, no re-compilation).
 
     Args:
-      k: band width (order), ``1 <= k <= T``.
-      T: number of time steps (fixed).
-      lambda_init: initial annealing factor (default 0.0).
-      surrogate_function: default ``ATan()``.
-      step_mode: ``'s'`` (default, needs ``lambda_ >= 1``) or ``'m'``.
-      rngs: ``nnx.Rngs`` drawing ``weight``.
+      k: band width (order), a positive int ``<= T`` (required).
+      T: number of time steps, a positive int (fixed) (required).
+      lambda_init: initial annealing factor ``lambda_``, a finite number (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``ATan()`` (alpha = 2)).
+      step_mode: ``'s'`` (needs ``lambda_ >= 1``) or ``'m'`` (default ``'s'``).
+      rngs: ``nnx.Rngs`` drawing ``weight`` (default ``None``; keyword-only).
 
     Parameters: ``weight`` ``[T, T]`` ~ ``U(-1/sqrt(T), 1/sqrt(T))``, ``bias`` ``[T, 1]`` = -1.
     Single-step state: ``time_step`` (int32, 0-d) and ``queue`` (last ``k`` inputs,
@@ -233,15 +235,17 @@ class SlidingPSN(_QueuedPSN):
     ``w_{k-1}`` weighs the current input. Any sequence length works (also ``T < k``).
 
     Args:
-      k: window length (order), ``>= 1``.
-      exp_init: ``True`` (default): ``w_i = 2^-(k-1-i)``; ``False``:
-        ``U(-1/sqrt(k), 1/sqrt(k))`` drawn from ``rngs``.
-      surrogate_function: default ``ATan()``.
-      step_mode: ``'s'`` (default) or ``'m'``.
-      rngs: ``nnx.Rngs`` (needed only with ``exp_init=False``).
-      method: keyword-only, static: how multi-step mixes over time: ``'matmul'`` (Toeplitz
-        ``[T, T]`` product), ``'conv'`` (causal convolution), ``'auto'`` (matmul up to
-        T = 256, conv beyond).
+      k: window length (order), a positive int (required).
+      exp_init: ``True``: ``w_i = 2^-(k-1-i)``; ``False``: ``U(-1/sqrt(k), 1/sqrt(k))`` drawn from
+        ``rngs`` (default ``True``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``ATan()`` (alpha = 2)).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``).
+      rngs: ``nnx.Rngs`` (needed only with ``exp_init=False``) (default ``None``; keyword-only).
+      method: how multi-step mixes over time (static): ``'matmul'`` (Toeplitz ``[T, T]`` product),
+        ``'conv'`` (causal convolution) or ``'auto'`` (matmul up to T = 256, conv beyond) (default
+        ``'auto'``; keyword-only).
 
     Parameters: ``weight`` ``[k]``, ``bias`` 0-d = -1. Single-step state: ``queue`` (last ``k``
     inputs ``[k, N, *]``, zeros at first); no step limit.

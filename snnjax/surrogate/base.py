@@ -33,6 +33,12 @@ def heaviside(x: Any) -> Array:
     (snnjax's non-finite policy: a NaN membrane never looks like a valid spike or silence; the
     reference gives 0). Not differentiable by itself (zero gradient); the surrogate classes add
     the backward.
+
+    Args:
+      x: an array of any shape (or anything ``jnp.asarray`` takes).
+
+    Returns:
+      ``Theta(x)``, same shape and dtype as ``x``.
     """
     x = jnp.asarray(x)
     spike = (x >= 0).astype(x.dtype)

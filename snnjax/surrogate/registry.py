@@ -45,6 +45,14 @@ def get_surrogate(spec: SurrogateSpec) -> SurrogateFunction:
       ``ATan(alpha=2.0, spiking=False)``.  For ``MultiLevelSpikeCount`` the resolved keys
       ``grad_min``/``grad_max`` are accepted in place of ``grad_window``; for
       ``FakeNumericalGradient`` a ``spiking`` key is applied with ``set_spiking_mode``.
+
+    Args:
+      spec: a :class:`SurrogateFunction` instance, ``None``, a class name of
+        :data:`SURROGATES` or a dict with a ``'name'`` key and the class's arguments.
+
+    Raises:
+      TypeError: ``spec`` of another type.
+      ValueError: an unknown name or argument, or an argument out of its range.
     """
     if isinstance(spec, SurrogateFunction):
         return spec
@@ -88,6 +96,12 @@ def fused_surrogate_id(sg: SurrogateFunction) -> Union[int, None]:
 
     Applies to the exact classes Sigmoid, ATan, PiecewiseQuadratic, PiecewiseExp, SoftSign,
     SuperSpike, Erf in spiking mode (subclasses excluded, as in the reference).
+
+    Args:
+      sg: a surrogate instance.
+
+    Returns:
+      ``0`` .. ``6`` for those classes, else ``None``.
     """
     fid = _FUSED_IDS.get(type(sg))
     return fid if fid is not None and sg.spiking else None
