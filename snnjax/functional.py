@@ -1,7 +1,7 @@
 """Network-level helpers (SpikingJelly's ``activation_based.functional`` counterparts)."""
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import jax
 import jax.numpy as jnp
@@ -111,7 +111,7 @@ def set_step_mode(model: Any, step_mode: str) -> None:
             if step_mode not in supported:
                 raise ValueError(f"{type(m).__name__} supports step_mode in {supported} only, "
                                  f"got {step_mode!r}")
-            m.step_mode = step_mode
+            setattr(m, "step_mode", step_mode)   # any module with a step_mode attribute
 
 
 def seq_to_ann_forward(x_seq: Array | Sequence[Array], stateless_module: Callable | Sequence[Callable]) -> Any:
@@ -128,14 +128,16 @@ def seq_to_ann_forward(x_seq: Array | Sequence[Array], stateless_module: Callabl
     Returns:
       The output(s) reshaped to ``[T, B, *']`` (a pytree of outputs keeps its structure).
     """
-    xs = tuple(x_seq) if isinstance(x_seq, (tuple, list)) else (x_seq,)
+    xs: tuple[Array, ...] = (tuple(x_seq) if isinstance(x_seq, (tuple, list))
+                             else (cast(Array, x_seq),))
     lead = xs[0].shape[:2]
     for x in xs:
         if x.ndim < 2 or x.shape[:2] != lead:
             raise ValueError(f"seq_to_ann_forward: every input must be [T, B, *] with the same T and "
                              f"B; got shapes {[tuple(x.shape) for x in xs]}")
     flat = tuple(x.reshape((lead[0] * lead[1],) + x.shape[2:]) for x in xs)
-    mods = stateless_module if isinstance(stateless_module, (list, tuple)) else (stateless_module,)
+    mods: Sequence[Callable] = (stateless_module if isinstance(stateless_module, (list, tuple))
+                                else (cast(Callable, stateless_module),))
     y = mods[0](*flat)
     for mod in mods[1:]:
         y = mod(y)
@@ -155,7 +157,8 @@ def multi_step_forward(x_seq: Array, single_step_module: Callable | Sequence[Cal
     Returns:
       ``[T, N, *']``: the per-step outputs stacked.
     """
-    mods = single_step_module if isinstance(single_step_module, (list, tuple)) else (single_step_module,)
+    mods: Sequence[Callable] = (single_step_module if isinstance(single_step_module, (list, tuple))
+                                else (cast(Callable, single_step_module),))
     outs = []
     for t in range(x_seq.shape[0]):
         y = x_seq[t]

@@ -29,6 +29,7 @@ import functools
 from typing import Any, Callable, Iterator
 
 import jax
+import jax.core  # noqa: F401  (jax.core.Tracer below: type checkers need the submodule import)
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx

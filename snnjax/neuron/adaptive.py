@@ -123,7 +123,7 @@ class IzhikevichNode(AdaptBaseNode):
         return BaseNode.step_config(self)
 
 
-def _check_reset_order(node: BaseNode) -> None:
+def _check_reset_order(node: QIFNode | EIFNode) -> None:
     """With hard reset the nonlinear IFs need ``v_reset < v_threshold`` and ``v_reset <= v_rest``."""
     owner = type(node).__name__
     C.ordered(owner, "v_reset", node.v_reset, "v_threshold", node.v_threshold)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, cast
 
 import jax
 import jax.numpy as jnp
@@ -209,7 +209,7 @@ class MemoryModule(nnx.Module):
 
     def bound_step(self) -> BoundStep:
         """``step_fn`` with :meth:`step_config` bound: the hashable step the kernels are built for."""
-        return BoundStep(type(self).step_fn, finite_state=type(self).finite_state,
+        return BoundStep(cast(Callable, type(self).step_fn), finite_state=type(self).finite_state,
                          **self.step_config())
 
     def params(self) -> dict:
@@ -389,7 +389,7 @@ _TEMPLATE_METHODS = ("neuronal_fire", "neuronal_reset", "single_step_forward",
                      "jit_eval_single_step_forward", "jit_eval_multi_step_forward")
 
 
-def _adopt_user_overrides(cls: type, **kwargs: Any) -> None:
+def _adopt_user_overrides(cls: Any, **kwargs: Any) -> None:   # a MemoryModule subclass
     """``__init_subclass__`` of the spiking bases: in a ported neuron a ``neuronal_charge``
     override becomes the charge of the step; SpikingJelly's other template methods cannot be
     adapted and are refused here."""
@@ -407,10 +407,11 @@ def _adopt_user_overrides(cls: type, **kwargs: Any) -> None:
                 f"only neuronal_charge(self, x) (or neuronal_charge(self, v, x, params)).")
 
 
-def _init_spiking(node: MemoryModule, v_threshold: Any, v_reset: Any, surrogate: Any,
+def _init_spiking(node: BaseNode | SimpleBaseNode, v_threshold: Any, v_reset: Any, surrogate: Any,
                   detach_reset: Any) -> None:
     node.v_threshold, node.v_reset, node.detach_reset = v_threshold, v_reset, detach_reset
-    node.surrogate_function = type(node).default_surrogate() if surrogate is None else surrogate
+    default = type(node).default_surrogate  # pyright: ignore[reportAttributeAccessIssue] (a ClassVar of both)
+    node.surrogate_function = default() if surrogate is None else surrogate
 
 
 class BaseNode(MemoryModule):
@@ -442,6 +443,10 @@ class BaseNode(MemoryModule):
     """
 
     default_surrogate: ClassVar[Callable[[], Callable]] = sg.Sigmoid
+    v_threshold: float
+    v_reset: float | None
+    surrogate_function: Callable
+    detach_reset: bool
     step_fn = staticmethod(steps.spiking_step)
     param_names = ("v_threshold", "v_reset")
     arg_checks = {"v_threshold": C.number, "v_reset": C.optional_number,
@@ -459,7 +464,8 @@ class BaseNode(MemoryModule):
         self.store_v_seq = store_v_seq
         self.register_memory("v", 0.0 if self.v_reset is None else self.v_reset)
 
-    __init_subclass__ = classmethod(lambda cls, **kw: _adopt_user_overrides(cls, **kw))
+    __init_subclass__ = classmethod(  # pyright: ignore[reportAssignmentType] (Pytree's hook, extended)
+        lambda cls, **kw: _adopt_user_overrides(cls, **kw))
 
     @property
     def soft_reset(self) -> bool:
@@ -503,7 +509,11 @@ class SimpleBaseNode(MemoryModule):
         (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
     """
 
-    default_surrogate = sg.Sigmoid
+    default_surrogate: ClassVar[Callable[[], Callable]] = sg.Sigmoid
+    v_threshold: float
+    v_reset: float | None
+    surrogate_function: Callable
+    detach_reset: bool
     step_fn = staticmethod(steps.spiking_step)
     param_names = BaseNode.param_names
     arg_checks, ordered_pairs = BaseNode.arg_checks, BaseNode.ordered_pairs

@@ -8,7 +8,7 @@ Shapes: ``[T, N, *] -> [T, N, *]`` (``T`` fixed at construction), output in the 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +24,7 @@ class _DSRNode(MemoryModule):
     sets ``sequence_fn``, its whole-sequence function of :mod:`snnjax.steps.dsr`)."""
 
     supported_step_modes = ("m",)
+    sequence_fn: ClassVar[Callable[..., Array]]   # the whole-sequence function (subclass)
     param_names = ("v_threshold", "alpha", "v_threshold_grad_scaling", "v_threshold_lower_bound")
     arg_checks = {"T": C.length, "v_threshold_lower_bound": C.greater(0.0),
                   "alpha": C.in_range(0.0, 1.0, high_open=False),

@@ -134,7 +134,7 @@ class ComplementaryLIFNode(BaseNode):
                 else sg.heaviside}
 
     @property
-    def state_seqs(self) -> list[Array] | None:
+    def state_seqs(self) -> list[Array | None] | None:
         """``[v_seq, m_seq]`` of the last call(s) with ``store_state_seqs=True``."""
         v_seq = self.recording("v")
         return None if v_seq is None else [v_seq, self.recording("m")]

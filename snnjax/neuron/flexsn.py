@@ -39,7 +39,7 @@ def _static(owner: str, name: str, value: Any) -> nnx.Variable:
         value.get_value() if isinstance(value, nnx.Variable) else value))
 
 
-def _pack(self: MemoryModule, memories: dict) -> Any:
+def _pack(self: FlexSN | NativeFlexSN, memories: dict) -> Any:
     """The state variables ``_state_<i>`` -> the step's state (``self._tree``: a tuple for
     FlexSN, the structure of ``init_state``'s result for the native form)."""
     return jax.tree_util.tree_unflatten(self._tree, [memories[f"_state_{i}"]
@@ -95,7 +95,9 @@ class FlexSN(MemoryModule):
         for i, s in enumerate(statics):
             setattr(self, f"_static_input_{i}", _static("FlexSN", f"static_inputs[{i}]", s))
         self.num_static_inputs = len(statics)
-        self.param_names = tuple(f"_static_input_{i}" for i in range(self.num_static_inputs))
+        # per instance (the core's static inputs), shadowing the class attribute
+        self.param_names = tuple(f"_static_input_{i}"  # pyright: ignore[reportAttributeAccessIssue]
+                                 for i in range(self.num_static_inputs))
         self.num_inputs = C.core_input_count(core, self.num_states, self.num_static_inputs)
         self.num_outputs = C.core_output_count(core, self.num_inputs + self.num_states
                                           + self.num_static_inputs, self.num_states)
@@ -181,7 +183,7 @@ class NativeFlexSN(MemoryModule):
                  step_mode: str = "m", store_state_seqs: bool = False, backend: str = "auto"):
         super().__init__(step_mode, backend)
         self.native_step, self.init_state_fn = step, init_state
-        self.param_names = tuple(params)
+        self.param_names = tuple(params)  # pyright: ignore[reportAttributeAccessIssue] (per instance)
         for name, value in params.items():
             setattr(self, name, _static(type(self).__name__, f"params[{name!r}]", value))
         self.store_state_seqs = store_state_seqs

@@ -8,7 +8,7 @@ with the neuron's charge as its ``charge`` static. Shapes: ``x_seq[T, N, A*P] ->
 """
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from flax import nnx
 
@@ -18,11 +18,15 @@ from snnjax import surrogate as sg
 from snnjax.neuron.base import Array, BaseNode, MemoryModule, UserMethod, as_input
 from snnjax.parts.feedback import ILCConnection
 
+if TYPE_CHECKING:
+    from snnjax.neuron.noisy import NoisyBaseNode, NoisyILCBaseNode
+
 DECAY = C.in_range(0.0, 1.0, low_open=False, high_open=False)   # a retention factor per step
 CUBA_CHECKS = {"c_decay": DECAY, "v_decay": DECAY}
 
 
-def init_population(node: MemoryModule, v_threshold: Any, v_reset: Any, surrogate: Any) -> None:
+def init_population(node: ILCBaseNode | NoisyBaseNode, v_threshold: Any, v_reset: Any,
+                    surrogate: Any) -> None:
     """Threshold, reset value, surrogate (default ``Rect()``) and membrane ``v`` (initial
     ``v_reset``, 0 with soft reset) of an ILC or noisy spiking population."""
     node.v_threshold, node.v_reset = v_threshold, v_reset
@@ -30,7 +34,7 @@ def init_population(node: MemoryModule, v_threshold: Any, v_reset: Any, surrogat
     node.register_memory("v", 0.0 if node.v_reset is None else node.v_reset)
 
 
-def attach_connection(node: MemoryModule, rngs: nnx.Rngs) -> None:
+def attach_connection(node: ILCBaseNode | NoisyILCBaseNode, rngs: nnx.Rngs) -> None:
     """The ILC part of ``node``: ``conn`` (from ``node.act_dim``, ``node.dec_pop_dim``) and the
     fed-back state ``feedback`` (0: no feedback enters the first step)."""
     node.out_pop_dim = node.act_dim * node.dec_pop_dim
@@ -74,6 +78,13 @@ class ILCBaseNode(MemoryModule):
     supported_step_modes = ("m",)
     step_fn = staticmethod(steps.population_step)
     charge: ClassVar[Callable | None] = None
+    v_threshold: float
+    v_reset: float | None
+    surrogate_function: Callable
+    act_dim: int
+    dec_pop_dim: int
+    out_pop_dim: int
+    conn: ILCConnection
     param_names, ordered_pairs = BaseNode.param_names, BaseNode.ordered_pairs
     arg_checks = {**BaseNode.arg_checks, "act_dim": C.positive_int, "dec_pop_dim": C.positive_int}
 

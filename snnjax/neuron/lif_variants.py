@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import jax
 import jax.numpy as jnp
@@ -209,7 +209,7 @@ class GatedLIFNode(MemoryModule):
         owner = type(self).__name__
         super().__init__(step_mode, backend)
         self.T, self.inplane = T, inplane
-        C.rngs(owner, "rngs", rngs)
+        rngs = cast(nnx.Rngs, C.rngs(owner, "rngs", rngs))   # checked: not None
         self.surrogate_function = sg.Sigmoid() if surrogate_function is None else surrogate_function
         unit = functools.partial(C.in_range(0.0, 1.0), owner)
         init_v_threshold = unit("init_v_threshold", init_v_threshold)

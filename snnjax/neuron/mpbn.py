@@ -20,7 +20,7 @@ back. Shapes: ``'s'``: ``[N, C]``, ``[N, C, L]`` or ``[N, C, H, W]``; ``'m'``: w
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import jax
 import jax.numpy as jnp
@@ -98,7 +98,7 @@ class MPBNBaseNode(BaseNode):
             raise ValueError(f"{type(self).__name__}: specify exactly one of out_features (after a "
                              f"Linear) or out_channels (after a Conv2d), got {out_features=}, "
                              f"{out_channels=}")
-        self.num_features = self.out_channels or self.out_features
+        self.num_features = cast(int, self.out_channels or self.out_features)   # one is set
         self.mpbn, self.learnable_vth = mpbn, learnable_vth
         self.vbn = MembraneBatchNorm(self.num_features, out_channels is not None) if mpbn else None
         if self.learnable_vth:  # exp(a) starts at 1 whatever v_threshold is (as the reference)

@@ -21,7 +21,7 @@ mathematics is :func:`snnjax.steps.population_step` (spiking, ``noisy`` static) 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import jax.numpy as jnp
 from flax import nnx
@@ -31,6 +31,9 @@ from snnjax import steps
 from snnjax.neuron.base import Array, BaseNode, MemoryModule, NonSpikingBaseNode, UserMethod
 from snnjax.neuron.ilc import CUBA_CHECKS, ILCBaseNode, attach_connection, init_population
 from snnjax.parts.noise import ColoredNoise, NoiseBuffer, NoiseCounter
+
+if TYPE_CHECKING:
+    from snnjax.parts.feedback import ILCConnection
 
 
 def _forward(name: str) -> property:
@@ -82,6 +85,10 @@ class NoisyBaseNode(MemoryModule):
     supported_step_modes = ("m",)
     step_fn = staticmethod(steps.population_step)
     charge: ClassVar[Callable | None] = None
+    v_threshold: float
+    v_reset: float | None
+    surrogate_function: Callable
+    deterministic: bool
     param_names = BaseNode.param_names + ("sigma_v", "sigma_s")
     ordered_pairs = BaseNode.ordered_pairs
     arg_checks = {**BaseNode.arg_checks, "sigma_init": C.at_least(0.0), "deterministic": C.boolean}
@@ -223,6 +230,8 @@ class NoisyILCBaseNode(NoisyBaseNode):
     """
 
     arg_checks = {"act_dim": C.positive_int, "dec_pop_dim": C.positive_int}
+    out_pop_dim: int
+    conn: ILCConnection
     params, init_state = ILCBaseNode.params, ILCBaseNode.init_state
 
     def __init__(self, act_dim: int, dec_pop_dim: int, is_training: bool = True, T: int = 5,
@@ -310,6 +319,7 @@ class NoisyNonSpikingBaseNode(nnx.Module):
 
     step_fn = staticmethod(steps.noisy_integrator_step)
     charge: ClassVar[Callable | None] = None
+    deterministic: bool
     param_names = ("sigma",)
     arg_checks = {**NonSpikingBaseNode.arg_checks, "decode": C.choice(steps.NOISY_DECODES),
                   "sigma_init": C.at_least(0.0), "deterministic": C.boolean}
@@ -343,14 +353,16 @@ class NoisyNonSpikingBaseNode(nnx.Module):
              noise: Array | None = None) -> tuple[dict, Array]:
         """One integration step ``-> (state, V[t])``; ``noise`` ``n[t]`` broadcastable to ``x``
         in training mode."""
-        return NonSpikingBaseNode.step(self, state, self._noisy(x, noise, False), params)
+        return NonSpikingBaseNode.step(self, state,  # pyright: ignore[reportArgumentType] (borrowed)
+                                       self._noisy(x, noise, False), params)
 
     def multi_step(self, state: dict, x_seq: Any, params: dict | None = None, *,
-                   noise: Array | None = None) -> tuple[dict, Array]:
+                   noise: Array | tuple | None = None) -> tuple[dict, Array]:
         """Integrate all of ``x_seq[T, N, num_node]``; returns ``(final_state, decoded)``.
         ``noise`` (training mode): ``[T, num_node]`` or ``[T, N, num_node]``."""
         return NonSpikingBaseNode.multi_step(
-            self, state, self._noisy(self._check_sequence(x_seq), noise, True), params)
+            self, state,  # pyright: ignore[reportArgumentType] (borrowed method)
+            self._noisy(self._check_sequence(x_seq), noise, True), params)
 
     def __call__(self, x_seq: Any) -> Array:
         """The reference's forward: the first ``T`` steps from ``V = 0``, decoded."""

@@ -11,12 +11,14 @@ from __future__ import annotations
 from typing import Any, Callable, ClassVar
 
 import jax
+import jax.core  # noqa: F401  (jax.core.Tracer below: type checkers need the submodule import)
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from snnjax import _checks as C
 from snnjax import steps
+from snnjax.steps import psn as psn_steps
 from snnjax import surrogate as sg
 from snnjax.neuron.base import Array, MemoryModule
 
@@ -36,18 +38,18 @@ def _kaiming_uniform(owner: str, rngs: Any, shape: tuple[int, ...], fan_in: int)
                                         -bound, bound))
 
 
-def _check_length(module: Any, x_seq: Any) -> Array:
+def _check_length(self: Any, x_seq: Any) -> Array:
     """``x_seq[T, N, *]`` with the constructor's ``T``."""
-    x_seq = MemoryModule._check_sequence(module, x_seq)
-    if x_seq.shape[0] != module.T:
-        raise ValueError(f"{type(module).__name__}: x_seq has {x_seq.shape[0]} time steps (shape "
-                         f"{tuple(x_seq.shape)}) but T = {module.T} was given at construction; "
+    x_seq = MemoryModule._check_sequence(self, x_seq)
+    if x_seq.shape[0] != self.T:
+        raise ValueError(f"{type(self).__name__}: x_seq has {x_seq.shape[0]} time steps (shape "
+                         f"{tuple(x_seq.shape)}) but T = {self.T} was given at construction; "
                          f"the sequence length must equal T")
     return x_seq
 
 
 _PSN_CHECKS = {"k": C.positive_int, "T": C.positive_int, "surrogate_function": C.surrogate,
-               "exp_init": C.boolean, "method": C.choice(steps.psn.SLIDING_METHODS)}
+               "exp_init": C.boolean, "method": C.choice(psn_steps.SLIDING_METHODS)}
 
 
 class PSN(nnx.Module):
@@ -102,6 +104,7 @@ class _QueuedPSN(MemoryModule):
 
     arg_checks = _PSN_CHECKS
     sequence_keys: ClassVar[tuple[str, ...]] = ()   # further static keywords of sequence_fn
+    sequence_fn: ClassVar[Callable[..., Array]]      # the whole-sequence function (subclass)
 
     def __init__(self, k: int, surrogate_function: Callable, step_mode: str):
         super().__init__(step_mode, "scan")
@@ -197,7 +200,7 @@ class MaskedPSN(_QueuedPSN):
     @property
     def mask0(self) -> Array:
         """The causal band ``M_k`` (``[T, T]`` float32)."""
-        return jnp.asarray(steps.psn.band_mask(self.T, self.k))
+        return jnp.asarray(psn_steps.band_mask(self.T, self.k))
 
     @property
     def mask1(self) -> Array:
@@ -260,7 +263,7 @@ class SlidingPSN(_QueuedPSN):
                  step_mode: str = "s", *, rngs: nnx.Rngs | None = None, method: str = "auto"):
         super().__init__(k, surrogate_function, step_mode)
         self.exp_init, self.method = exp_init, method
-        self.weight = (nnx.Param(jnp.asarray(steps.psn.exp_init_weight(self.k))) if self.exp_init
+        self.weight = (nnx.Param(jnp.asarray(psn_steps.exp_init_weight(self.k))) if self.exp_init
                        else _kaiming_uniform(type(self).__name__, rngs, (self.k,), self.k))
         self.bias = nnx.Param(jnp.asarray(-1.0, jnp.float32))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Mapping, Type, Union
+from typing import Any, Dict, Mapping, Type, Union, cast
 
 from . import functions as _f
 from .base import SurrogateFunction
@@ -75,7 +75,7 @@ def get_surrogate(spec: SurrogateSpec) -> SurrogateFunction:
                 )
             k = kwargs.get("max_spike_count", 1)
             kwargs["grad_window"] = (kwargs.pop("grad_min", 0.0), kwargs.pop("grad_max", k))
-        allowed = [f.name for f in dataclasses.fields(cls) if f.init]
+        allowed = [f.name for f in dataclasses.fields(cast(Any, cls)) if f.init]   # a dataclass
         unknown = [k for k in kwargs if k not in allowed]
         if unknown:
             raise ValueError(
