@@ -119,8 +119,12 @@ def kernel_dot_product(x: Any, y: Any, kernel: str = "linear", *args: float) -> 
     (``args = (sigma,)``, ``sigma > 0``): ``exp(-|x_i - y_j|^2 / (2 sigma^2))``.
 
     Args:
-      x: ``[N, D]``. y: ``[M, D]`` (the reference needs ``M = N`` for the Gaussian kernel;
-        here any ``M``). kernel: one of the above. args: the kernel's parameter.
+      x: ``[N, D]``.
+      y: ``[M, D]`` (the reference needs ``M = N`` for the Gaussian kernel; here any ``M``).
+      kernel: ``'linear'``, ``'polynomial'``, ``'sigmoid'`` or ``'gaussian'`` (default
+        ``'linear'``).
+      *args: the kernel's parameter (``d``, ``alpha`` or ``sigma``), required but for
+        ``'linear'``.
 
     Returns:
       ``[N, M]``.
@@ -165,8 +169,9 @@ def spike_similar_loss(spikes: Any, labels: Any, kernel_type: str = "linear",
     Args:
       spikes: ``[N, *]`` spikes (or rates) of ``N`` samples.
       labels: ``[N, C]`` one-hot (or multi-hot) labels.
-      kernel_type: see :func:`kernel_dot_product`. loss_type: ``'mse'``, ``'l1'`` or ``'bce'``.
-      args: the kernel's parameter.
+      kernel_type: the kernel of :func:`kernel_dot_product` (default ``'linear'``).
+      loss_type: ``'mse'``, ``'l1'`` or ``'bce'`` (default ``'mse'``).
+      *args: the kernel's parameter.
 
     Returns:
       scalar loss.

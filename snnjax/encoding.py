@@ -17,6 +17,7 @@ import math
 from typing import Any
 
 import jax
+import jax.core  # noqa: F401  (jax.core.Tracer below: type checkers need the submodule import)
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx

@@ -1,7 +1,7 @@
 """Network-level helpers (SpikingJelly's ``activation_based.functional`` counterparts)."""
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import jax
 import jax.numpy as jnp
@@ -24,12 +24,23 @@ def _modules(model: Any):
 
 
 def memory_modules(model: Any) -> list[MemoryModule]:
-    """Every stateful neuron module inside ``model`` (depth first)."""
+    """Every stateful neuron module inside ``model`` (depth first).
+
+    Args:
+      model: an ``nnx.Module``, or a list / tuple of them.
+    """
     return [m for m in _modules(model) if isinstance(m, MemoryModule)]
 
 
 def reset_net(model: Any) -> None:
-    """Reset the state of every neuron in ``model`` (call between independent sequences)."""
+    """Reset the state of every neuron in ``model`` (call between independent sequences).
+
+    Every sub-module with a ``reset()`` method (neurons, ``layer.Dropout``, stateful encoders) is
+    reset: state variables go back to their declared initial (scalar) values.
+
+    Args:
+      model: an ``nnx.Module``, or a list / tuple of them.
+    """
     for m in _modules(model):
         reset = getattr(m, "reset", None)
         if callable(reset):
@@ -73,7 +84,11 @@ def init_net_state(model: nnx.Module, *x_sample: Any) -> None:
 
 
 def detach_net(model: Any) -> None:
-    """Stop gradients through every neuron's stored state (truncated BPTT)."""
+    """Stop gradients through every neuron's stored state (truncated BPTT).
+
+    Args:
+      model: an ``nnx.Module``, or a list / tuple of them.
+    """
     for m in _modules(model):
         detach = getattr(m, "detach", None)
         if callable(detach):
@@ -81,7 +96,13 @@ def detach_net(model: Any) -> None:
 
 
 def set_step_mode(model: Any, step_mode: str) -> None:
-    """Set ``step_mode`` (``'s'`` or ``'m'``) on every module of ``model`` that has one."""
+    """Set ``step_mode`` (``'s'`` or ``'m'``) on every module of ``model`` that has one.
+
+    Args:
+      model: an ``nnx.Module``, or a list / tuple of them.
+      step_mode: ``'s'`` (single step, ``[N, *]``) or ``'m'`` (multi-step, ``[T, N, *]``); a
+        module that supports only the other one raises ``ValueError``.
+    """
     if step_mode not in STEP_MODES:
         raise ValueError(f"step_mode must be one of {STEP_MODES}, got {step_mode!r}")
     for m in _modules(model):
@@ -90,7 +111,7 @@ def set_step_mode(model: Any, step_mode: str) -> None:
             if step_mode not in supported:
                 raise ValueError(f"{type(m).__name__} supports step_mode in {supported} only, "
                                  f"got {step_mode!r}")
-            m.step_mode = step_mode
+            setattr(m, "step_mode", step_mode)   # any module with a step_mode attribute
 
 
 def seq_to_ann_forward(x_seq: Array | Sequence[Array], stateless_module: Callable | Sequence[Callable]) -> Any:
@@ -98,15 +119,25 @@ def seq_to_ann_forward(x_seq: Array | Sequence[Array], stateless_module: Callabl
 
     ``[T, B, *] -> [T * B, *] -> module(s) -> [T, B, *']``. ``x_seq`` may be a tuple of arrays
     sharing ``[T, B]``; the module(s) then receive them as positional arguments.
+
+    Args:
+      x_seq: ``[T, B, *]``, or a tuple / list of such arrays with the same ``T`` and ``B``.
+      stateless_module: a callable (e.g. an ``nnx`` layer) or a sequence of them, applied in
+        order.
+
+    Returns:
+      The output(s) reshaped to ``[T, B, *']`` (a pytree of outputs keeps its structure).
     """
-    xs = tuple(x_seq) if isinstance(x_seq, (tuple, list)) else (x_seq,)
+    xs: tuple[Array, ...] = (tuple(x_seq) if isinstance(x_seq, (tuple, list))
+                             else (cast(Array, x_seq),))
     lead = xs[0].shape[:2]
     for x in xs:
         if x.ndim < 2 or x.shape[:2] != lead:
             raise ValueError(f"seq_to_ann_forward: every input must be [T, B, *] with the same T and "
                              f"B; got shapes {[tuple(x.shape) for x in xs]}")
     flat = tuple(x.reshape((lead[0] * lead[1],) + x.shape[2:]) for x in xs)
-    mods = stateless_module if isinstance(stateless_module, (list, tuple)) else (stateless_module,)
+    mods: Sequence[Callable] = (stateless_module if isinstance(stateless_module, (list, tuple))
+                                else (cast(Callable, stateless_module),))
     y = mods[0](*flat)
     for mod in mods[1:]:
         y = mod(y)
@@ -118,8 +149,16 @@ def multi_step_forward(x_seq: Array, single_step_module: Callable | Sequence[Cal
 
     Stateful modules carry their state from step to step. This is a loop over ``T`` traced into
     the program; prefer ``step_mode='m'`` neurons, which fuse the time loop.
+
+    Args:
+      x_seq: ``[T, N, *]``.
+      single_step_module: a callable or a sequence of callables applied in order at each step.
+
+    Returns:
+      ``[T, N, *']``: the per-step outputs stacked.
     """
-    mods = single_step_module if isinstance(single_step_module, (list, tuple)) else (single_step_module,)
+    mods: Sequence[Callable] = (single_step_module if isinstance(single_step_module, (list, tuple))
+                                else (cast(Callable, single_step_module),))
     outs = []
     for t in range(x_seq.shape[0]):
         y = x_seq[t]
@@ -130,7 +169,16 @@ def multi_step_forward(x_seq: Array, single_step_module: Callable | Sequence[Cal
 
 
 def chunk_multi_step_forward(split_size: int, x_seq: Array, multi_step_module: Callable) -> Array:
-    """Run a multi-step module on consecutive time chunks of ``split_size`` (state carries over)."""
+    """Run a multi-step module on consecutive time chunks of ``split_size`` (state carries over).
+
+    Args:
+      split_size: time steps per chunk, a positive int (the last chunk may be shorter).
+      x_seq: ``[T, N, *]``.
+      multi_step_module: a callable on ``[t, N, *]`` (e.g. a ``step_mode='m'`` neuron).
+
+    Returns:
+      ``[T, N, *']``: the chunks' outputs concatenated over time.
+    """
     if not isinstance(split_size, int) or split_size < 1:
         raise ValueError(f"split_size must be a positive int, got {split_size!r}")
     outs = [multi_step_module(x_seq[i:i + split_size]) for i in range(0, x_seq.shape[0], split_size)]

@@ -29,6 +29,7 @@ import functools
 from typing import Any, Callable, Iterator
 
 import jax
+import jax.core  # noqa: F401  (jax.core.Tracer below: type checkers need the submodule import)
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -213,7 +214,8 @@ class OutputMonitor(BaseMonitor):
     """Record ``function_on_output(output)`` of every call of the monitored layers.
 
     Args:
-      net, instance: see :class:`BaseMonitor`.
+      net: the model (an ``nnx.Module``), as :class:`BaseMonitor`.
+      instance: a class or tuple of classes to monitor (default ``None``: ``type(net)``).
       function_on_output: applied to each output (default: the output itself), e.g.
         ``lambda s: s.mean()`` for a firing rate.
     """
@@ -229,7 +231,13 @@ class OutputMonitor(BaseMonitor):
 
 class InputMonitor(BaseMonitor):
     """Record ``function_on_input(input)`` of every call (the positional inputs; one input is
-    passed on its own)."""
+    passed on its own).
+
+    Args:
+      net: the model (an ``nnx.Module``), as :class:`BaseMonitor`.
+      instance: a class or tuple of classes to monitor (default ``None``: ``type(net)``).
+      function_on_input: applied to each input (default: the input itself).
+    """
 
     def __init__(self, net: nnx.Module, instance: type | tuple[type, ...] | None = None,
                  function_on_input: Callable[[Any], Any] = _identity):
@@ -247,9 +255,10 @@ class AttributeMonitor(BaseMonitor):
 
     Args:
       attribute_name: the attribute (an ``nnx.Variable``'s value is read).
-      pre_forward: read it before the call instead of after.
-      net, instance: see :class:`BaseMonitor`.
-      function_on_attribute: applied to each value.
+      pre_forward: ``True``: read it before the call; ``False``: after.
+      net: the model (an ``nnx.Module``), as :class:`BaseMonitor`.
+      instance: a class or tuple of classes to monitor (default ``None``: ``type(net)``).
+      function_on_attribute: applied to each value (default: the value itself).
     """
 
     def __init__(self, attribute_name: str, pre_forward: bool, net: nnx.Module,
@@ -315,7 +324,15 @@ def firing_rates(records: Records) -> dict[str, float | Array]:
     """One firing rate per layer from :class:`FiringRateMonitor` records: the spike total over
     all calls divided by the number of neuron-steps, ``sum S / (T * B * n)``.
 
-    Works on concrete and traced records (returns arrays then)."""
+    Works on concrete and traced records (returns arrays then).
+
+    Args:
+      records: ``{layer_name: [record, ...]}`` as returned by a :class:`FiringRateMonitor` call
+        (each record holds ``'spike_count'`` ``[B, *]`` and ``'num_steps'``).
+
+    Returns:
+      ``{layer_name: rate}`` (layers without records are left out).
+    """
     out = {}
     for name, recs in records.items():
         if not recs:
@@ -327,7 +344,12 @@ def firing_rates(records: Records) -> dict[str, float | Array]:
 
 
 def print_firing_rates(records: Records, file: Any = None) -> dict[str, float]:
-    """Print one line per layer, ``name  rate`` (and return the rates as floats)."""
+    """Print one line per layer, ``name  rate`` (and return the rates as floats).
+
+    Args:
+      records: :class:`FiringRateMonitor` records, as :func:`firing_rates`.
+      file: a text stream to print to (default ``None``: ``sys.stdout``).
+    """
     rates = {k: float(v) for k, v in firing_rates(records).items()}
     width = max([len(k) for k in rates] + [5])
     print(f"{'layer':<{width}}  firing rate", file=file)

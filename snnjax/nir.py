@@ -182,6 +182,7 @@ class _Exporter:
         return y
 
     def _flatten_error(self, follower: str) -> None:
+        assert self.pending is not None     # called only while a flatten is pending
         _, flat_where = self.pending
         raise NotImplementedError(
             f"to_nir: the flatten at {flat_where} orders the features of its [H, W, C] map "
@@ -596,6 +597,7 @@ class _Importer:
             self.items.append(("neuron" if is_neuron else "layer", module))
 
     def flatten_error(self, follower: str) -> None:
+        assert self.pending is not None     # called only while a flatten is pending
         raise NotImplementedError(
             f"from_nir: the Flatten node {self.pending[1]!r} orders features (c, h, w) while "
             f"snnjax's channels-last Flatten orders them (h, w, c); snnjax imports it exactly "
@@ -626,7 +628,7 @@ class _Importer:
                           kernel_init=nnx.initializers.zeros, bias_init=nnx.initializers.zeros)
         self._set(module.kernel, kernel)
         if has_bias:
-            self._set(module.bias, np.broadcast_to(np.asarray(node.bias), (n_out,)))
+            self._set(module.bias, np.broadcast_to(np.asarray(node.bias), (n_out,)))  # pyright: ignore[reportArgumentType] (use_bias=True: a Param)
         self.shape = (n_out,)
         return module
 
@@ -658,7 +660,7 @@ class _Importer:
                           kernel_init=nnx.initializers.zeros, bias_init=nnx.initializers.zeros)
         self._set(module.kernel, w.transpose(2, 3, 1, 0))
         bias = np.zeros(c_out) if node.bias is None else np.asarray(node.bias)
-        self._set(module.bias, np.broadcast_to(bias, (c_out,)))
+        self._set(module.bias, np.broadcast_to(bias, (c_out,)))  # pyright: ignore[reportArgumentType] (use_bias=True: a Param)
         h, wd = self.shape[1:]
         if pads is None:                          # 'same' (stride 1)
             self.shape = (c_out, h, wd)

@@ -149,6 +149,18 @@ def powerlaw_psd_gaussian(exponent: Any, size: int | Sequence[int], fmin: float 
 
     Errors (``ValueError``): ``size[-1] < 2``; ``fmin`` outside ``[0, 0.5]``; an odd length with
     ``fmin = 0.5`` and ``exponent > 0`` (infinite power at the zero frequency).
+
+    Args:
+      exponent: spectral exponent ``beta``, a finite number (may be traced).
+      size: output shape, a positive int or a sequence of positive ints; the last axis is time
+        and must be ``>= 2``.
+      fmin: low-frequency cutoff, in ``[0, 0.5]`` (default ``0.0``).
+      key: a JAX PRNG key or an int seed (required; default ``None`` raises ``TypeError``).
+      dtype: a floating dtype, or ``None`` for JAX's default float (default ``None``;
+        keyword-only).
+
+    Returns:
+      ``[*size]`` noise in ``dtype``.
     """
     size = _check_size(size)
     fmin = _check_fmin(fmin)

@@ -29,6 +29,11 @@ AUTO_PREFERS_MOSAIC = False
 
 
 def check_backend(backend: str) -> str:
+    """``backend`` if it is one of :data:`BACKENDS`, else ``ValueError``.
+
+    Args:
+      backend: ``'auto'``, ``'scan'``, ``'pallas'`` or ``'mosaic'``.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     return backend
@@ -100,6 +105,11 @@ def default_config(**overrides: Any) -> Iterator[None]:
     Keys are ``Config`` fields; ``interpret`` still defaults to "no GPU". Like JAX's own
     configuration contexts it acts at trace time: a function jitted outside the block keeps the
     kernels it was compiled with.
+
+    Args:
+      **overrides: ``Config`` fields and values (``block_n``, ``num_warps``, ``num_stages``,
+        ``chunk``, ``residuals``, ``interpret``, ``backend``), checked as :class:`Config`'s;
+        blocks nest, inner values win.
     """
     fields = {f.name for f in dataclasses.fields(Config)}
     unknown = set(overrides) - fields
@@ -136,6 +146,19 @@ def multi_step(step: Step, state0: Any, xs: Any, params: Any = (), *, backend: s
     Mosaic lowering cannot take warns once and runs on the Triton kernels
     (``docs/backends.md``). An input with zero neurons (a zero non-time dimension) gives an
     empty result on every backend (no kernel to launch).
+
+    Args:
+      step: the pure per-step function ``step(state, x, params) -> (state, out)``.
+      state0: pytree of arrays, each ``S`` (``[N, *]``).
+      xs: pytree of arrays, each ``[T, *S]``.
+      params: pytree of scalars or ``S``-shaped arrays passed to every step (default ``()``).
+      backend: ``'auto'``, ``'scan'``, ``'pallas'`` or ``'mosaic'`` (default ``'auto'``).
+      return_state_seq: ``True``: return every step's state (``[T, *S]`` leaves) instead of
+        the final one (default ``False``).
+      config: a :class:`Config`, or ``None`` for :func:`current_config` (default ``None``).
+
+    Returns:
+      ``(final_state, outs)`` or ``(state_seq, outs)``; ``outs`` leaves are ``[T, *S]``.
     """
     check_backend(backend)
     engine, kw = _engine(step, state0, xs, params, backend, config)

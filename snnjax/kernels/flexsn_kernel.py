@@ -26,6 +26,18 @@ class FlexSNKernel:
     or ``(*output_seqs, *state_seqs)`` with ``store_state_seqs=True``. Input sequences are
     ``[T, N, *]``; states and static inputs ``[N, *]`` (static inputs may also be scalars).
     Differentiable w.r.t. every argument (``jax.custom_vjp`` around the kernels).
+
+    Args:
+      core: ``core(*step_inputs, *states, *static_inputs) -> (*outputs, *new_states)``, a plain
+        function of per-step arrays, elementwise (required).
+      num_inputs: number of input sequences, an int ``>= 1`` (required).
+      num_states: number of states, an int ``>= 0`` (required).
+      num_outputs: number of outputs, an int ``>= 0`` (required).
+      num_static_inputs: number of static inputs, an int ``>= 0`` (default ``0``).
+      store_state_seqs: ``True`` / ``False``: return every step's states instead of the final
+        ones (default ``False``).
+      backend: ``'auto'``, ``'scan'``, ``'pallas'`` or ``'mosaic'`` (default ``'auto'``;
+        keyword-only).
     """
 
     def __init__(self, core: Callable, num_inputs: int, num_states: int, num_outputs: int,

@@ -21,6 +21,7 @@ import warnings
 from typing import Any, Callable
 
 import jax
+import jax.core  # noqa: F401  (jax.core.Tracer below: type checkers need the submodule import)
 import jax.numpy as jnp
 import numpy as np
 
@@ -154,7 +155,7 @@ def _build(step: Callable, defs: tuple, geom: Geometry, ops: Operands, return_st
     sizes = dict(x_itemsizes=tuple(np.dtype(d).itemsize for d in x_dtypes),
                  out_itemsize=np.dtype(out_dtype).itemsize,
                  state_itemsizes=tuple(np.dtype(d).itemsize for d in s_dtypes), chunk_len=K)
-    spec_kw = dict(chunk_len=K, return_state_seq=return_state_seq, out_dtypes=out_dtypes,
+    spec_kw: dict[str, Any] = dict(chunk_len=K, return_state_seq=return_state_seq, out_dtypes=out_dtypes,
                    state_dtypes=s_dtypes, p_kinds=p_kinds, s_kinds=s_kinds)
     f_inf = forward_spec(plan, training=False, residuals=plan.save, **spec_kw)
 
@@ -316,6 +317,17 @@ def pallas_multi_step(step: Callable, state0: Any, xs: Any, params: Any = (), *,
     the dtype of ``xs``; states keep the dtype of ``state0``; arithmetic is float32 (float64
     when an operand is float64). Raises ``KernelLoweringError`` for a step that is not
     elementwise.
+
+    Args:
+      step: the pure per-step function ``step(state, x, params) -> (state, out)``, elementwise.
+      state0: pytree of arrays, each ``S`` or broadcastable to it.
+      xs: pytree of arrays, each ``[T, *S]``.
+      params: pytree of scalars or arrays broadcastable to ``S`` (default ``()``).
+      return_state_seq: ``True``: return every step's state instead of the final one.
+      config: the kernel :class:`Config` (default ``Config()``).
+
+    Returns:
+      ``(final_state, outs)`` or ``(state_seq, outs)``, as :func:`scan_multi_step`.
     """
     cfg = check_config(config)
     step, params = bind_constants(step, params)

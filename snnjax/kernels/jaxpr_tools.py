@@ -269,7 +269,7 @@ def min_vertex_cut(jaxpr: Any, sources: Sequence[Any], sinks: Iterable[Any],
     if not sinks:
         return []
     while True:  # augment along shortest paths
-        parent = {"S": None}
+        parent: dict[str, str | None] = {"S": None}
         q = deque(["S"])
         while q and "T" not in parent:
             a = q.popleft()
@@ -280,9 +280,9 @@ def min_vertex_cut(jaxpr: Any, sources: Sequence[Any], sinks: Iterable[Any],
         if "T" not in parent:
             break
         path, b = [], "T"
-        while parent[b] is not None:
-            path.append((parent[b], b))
-            b = parent[b]
+        while (prev := parent[b]) is not None:
+            path.append((prev, b))
+            b = prev
         f = min(graph[a][b] for a, b in path)
         if f >= inf:
             raise KernelLoweringError("no finite set of values separates the step's inputs "

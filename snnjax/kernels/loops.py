@@ -41,6 +41,18 @@ class Config:
     ``num_warps`` / ``num_stages``: Triton only (a Mosaic program is one warpgroup);
     ``chunk``: time steps per unrolled chunk (and checkpoint interval of ``'recompute'``);
     ``residuals``: ``'auto'`` (fewer bytes), ``'save'`` or ``'recompute'`` (``plan.py``).
+
+    Args:
+      backend: ``'triton'`` or ``'mosaic'`` (default ``'triton'``).
+      block_n: neurons per program, a power of two (Mosaic: ``>= 128``) or ``None`` for the
+        backend's default (default ``None``).
+      num_warps: Triton warps per program, a power of two or ``None`` (default ``None``).
+      num_stages: Triton software-pipelining stages, a positive int or ``None`` (default
+        ``None``).
+      chunk: time steps per unrolled chunk, a positive int (default ``8``).
+      residuals: ``'auto'``, ``'save'`` or ``'recompute'`` (default ``'auto'``).
+      interpret: ``True``: run the kernels in Pallas' interpret mode (default ``False``;
+        :func:`current_config` sets it when there is no GPU).
     """
     backend: str = "triton"
     block_n: int | None = None

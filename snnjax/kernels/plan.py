@@ -63,7 +63,7 @@ class StepPlan:
     infer_eqns: list      # new state and outputs from (state, x, params)
     save: Residuals
     recompute: Residuals
-    row_shape: tuple[int, int]
+    row_shape: tuple[int, ...]
     compute_dtype: Any
     need: tuple[bool, ...]  # which input cotangents (states, xs, params) the backward makes
 

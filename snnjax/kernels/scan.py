@@ -23,6 +23,7 @@ def scan_multi_step(step: Step, state0: Any, xs: Any, params: Any = (), *,
       params: pytree passed unchanged to every step.
       return_state_seq: if True return the state after every step (``[T, N, *]`` leaves)
         instead of the final state.
+      unroll: steps per ``lax.scan`` iteration, a positive int (default ``1``).
 
     Returns:
       ``(final_state, outs)`` or ``(state_seq, outs)``; ``outs`` leaves are ``[T, N, *]``.

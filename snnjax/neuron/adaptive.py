@@ -24,10 +24,25 @@ class AdaptBaseNode(BaseNode):
     overridden too. Calling ``AdaptBaseNode`` itself raises ``NotImplementedError``.
 
     Args:
-      v_threshold, v_reset, surrogate_function, detach_reset, step_mode, store_v_seq, backend:
-        as :class:`BaseNode`.
-      v_rest: resting potential of the adaptation. w_rest: initial ``w``.
-      tau_w: adaptation time constant (non-zero). a, b: subthreshold and spike-triggered coupling.
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset (default
+        ``0.0``).
+      v_rest: resting potential of the adaptation, a finite number (default ``0.0``).
+      w_rest: initial adaptation ``w``, a finite number (default ``0.0``).
+      tau_w: adaptation time constant, ``> 0`` (default ``2.0``).
+      a: subthreshold coupling of ``w`` to ``H - v_rest``, a finite number (default ``0.0``).
+      b: spike-triggered increment of ``w``, a finite number (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Sigmoid()``).
+      detach_reset: ``True`` / ``False``: the spike enters the reset without gradient (default
+        ``False``).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``).
+      store_v_seq: ``True`` / ``False``: record the post-reset membrane of every step in ``v_seq``
+        (``[T, N, *]``) (default ``False``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
 
     State: ``v`` (initial ``v_reset``, 0 with soft reset) and ``w`` (initial ``w_rest``).
     """
@@ -65,8 +80,28 @@ class IzhikevichNode(AdaptBaseNode):
     surrogate gradient even with ``detach_reset``), ``V' = reset(H, S)``.
 
     Args:
-      tau: membrane time constant, ``> 1``. v_c: critical voltage. a0: quadratic gain, ``> 0``.
-      the rest: as :class:`AdaptBaseNode` (``v_rest=-0.1`` here).
+      tau: membrane time constant, ``> 1`` (default ``2.0``).
+      v_c: critical voltage, a finite number (default ``0.8``).
+      a0: quadratic gain, ``> 0`` (default ``1.0``).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: hard-reset value and the initial membrane, a finite number ``< v_threshold``;
+        ``None``: soft reset (default ``0.0``).
+      v_rest: resting potential, a finite number (default ``-0.1``).
+      w_rest: initial recovery ``w``, a finite number (default ``0.0``).
+      tau_w: recovery time constant, ``> 0`` (default ``2.0``).
+      a: subthreshold coupling of ``w`` to ``H - v_rest``, a finite number (default ``0.0``).
+      b: spike-triggered increment of ``w``, a finite number (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Sigmoid()``).
+      detach_reset: ``True`` / ``False``: the spike enters the reset without gradient (default
+        ``False``).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``).
+      store_v_seq: ``True`` / ``False``: record the post-reset membrane of every step in ``v_seq``
+        (``[T, N, *]``) (default ``False``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
 
     Initial ``v = v_reset`` (0 by default, not ``v_rest``; 0 with soft reset), ``w = w_rest``.
     """
@@ -88,7 +123,7 @@ class IzhikevichNode(AdaptBaseNode):
         return BaseNode.step_config(self)
 
 
-def _check_reset_order(node: BaseNode) -> None:
+def _check_reset_order(node: QIFNode | EIFNode) -> None:
     """With hard reset the nonlinear IFs need ``v_reset < v_threshold`` and ``v_reset <= v_rest``."""
     owner = type(node).__name__
     C.ordered(owner, "v_reset", node.v_reset, "v_threshold", node.v_threshold)
@@ -102,10 +137,25 @@ class QIFNode(BaseNode):
     ``V' = reset(H, S)``.
 
     Args:
-      tau: ``> 1``. v_c: critical voltage. a0: ``> 0``. v_rest: resting potential.
-      v_reset: default ``-0.1`` (also the initial membrane; 0 with soft reset); note the
-        argument order, ``v_rest`` before ``v_reset``. With hard reset ``v_threshold > v_reset``
-        and ``v_rest >= v_reset``. The rest: as :class:`BaseNode`.
+      tau: membrane time constant, ``> 1`` (default ``2.0``).
+      v_c: critical voltage, a finite number (default ``0.8``).
+      a0: quadratic gain, ``> 0`` (default ``1.0``).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_rest: resting potential, a finite number ``>= v_reset`` (hard reset); note the argument
+        order, ``v_rest`` before ``v_reset`` (default ``0.0``).
+      v_reset: hard-reset value and the initial membrane, a finite number ``< v_threshold`` and
+        ``<= v_rest``; ``None``: soft reset (initial membrane 0) (default ``-0.1``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Sigmoid()``).
+      detach_reset: ``True`` / ``False``: the spike enters the reset without gradient (default
+        ``False``).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``).
+      store_v_seq: ``True`` / ``False``: record the post-reset membrane of every step in ``v_seq``
+        (``[T, N, *]``) (default ``False``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
     """
 
     step_fn = staticmethod(steps.qif_step)
@@ -131,8 +181,25 @@ class EIFNode(BaseNode):
     ``H`` clamped to ``[-B, B]`` (no inf/NaN; see :mod:`snnjax.steps.adaptive`).
 
     Args:
-      tau: ``> 1``. delta_T: sharpness, ``> 0``. theta_rh: rheobase threshold.
-      v_threshold, v_rest, v_reset (default ``-0.1``), ...: as :class:`QIFNode`.
+      tau: membrane time constant, ``> 1`` (default ``2.0``).
+      delta_T: sharpness of the exponential, ``> 0`` (default ``1.0``).
+      theta_rh: rheobase threshold, a finite number (default ``0.8``).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_rest: resting potential, a finite number ``>= v_reset`` (hard reset); note the argument
+        order, ``v_rest`` before ``v_reset`` (default ``0.0``).
+      v_reset: hard-reset value and the initial membrane, a finite number ``< v_threshold`` and
+        ``<= v_rest``; ``None``: soft reset (initial membrane 0) (default ``-0.1``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Sigmoid()``).
+      detach_reset: ``True`` / ``False``: the spike enters the reset without gradient (default
+        ``False``).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``).
+      store_v_seq: ``True`` / ``False``: record the post-reset membrane of every step in ``v_seq``
+        (``[T, N, *]``) (default ``False``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
     """
 
     step_fn = staticmethod(steps.eif_step)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, cast
 
 import jax
 import jax.numpy as jnp
@@ -144,6 +144,13 @@ class MemoryModule(nnx.Module):
     (it may broadcast to the input); a state left by a call must match the next input's shape
     exactly (else call :func:`snnjax.functional.reset_net`). ``reset()`` restores every variable
     to its declared initial value (keeping the leading axes of a vmapped stack of layers).
+
+    Args:
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``); a
+        subclass may support only one (``supported_step_modes``) (default ``'s'``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``).
     """
 
     supported_step_modes: ClassVar[tuple[str, ...]] = STEP_MODES
@@ -202,7 +209,7 @@ class MemoryModule(nnx.Module):
 
     def bound_step(self) -> BoundStep:
         """``step_fn`` with :meth:`step_config` bound: the hashable step the kernels are built for."""
-        return BoundStep(type(self).step_fn, finite_state=type(self).finite_state,
+        return BoundStep(cast(Callable, type(self).step_fn), finite_state=type(self).finite_state,
                          **self.step_config())
 
     def params(self) -> dict:
@@ -382,7 +389,7 @@ _TEMPLATE_METHODS = ("neuronal_fire", "neuronal_reset", "single_step_forward",
                      "jit_eval_single_step_forward", "jit_eval_multi_step_forward")
 
 
-def _adopt_user_overrides(cls: type, **kwargs: Any) -> None:
+def _adopt_user_overrides(cls: Any, **kwargs: Any) -> None:   # a MemoryModule subclass
     """``__init_subclass__`` of the spiking bases: in a ported neuron a ``neuronal_charge``
     override becomes the charge of the step; SpikingJelly's other template methods cannot be
     adapted and are refused here."""
@@ -400,10 +407,11 @@ def _adopt_user_overrides(cls: type, **kwargs: Any) -> None:
                 f"only neuronal_charge(self, x) (or neuronal_charge(self, v, x, params)).")
 
 
-def _init_spiking(node: MemoryModule, v_threshold: Any, v_reset: Any, surrogate: Any,
+def _init_spiking(node: BaseNode | SimpleBaseNode, v_threshold: Any, v_reset: Any, surrogate: Any,
                   detach_reset: Any) -> None:
     node.v_threshold, node.v_reset, node.detach_reset = v_threshold, v_reset, detach_reset
-    node.surrogate_function = type(node).default_surrogate() if surrogate is None else surrogate
+    default = type(node).default_surrogate  # pyright: ignore[reportAttributeAccessIssue] (a ClassVar of both)
+    node.surrogate_function = default() if surrogate is None else surrogate
 
 
 class BaseNode(MemoryModule):
@@ -414,13 +422,20 @@ class BaseNode(MemoryModule):
     ``V = H - S * v_threshold`` (``detach_reset``: the spike enters the reset without gradient).
 
     Args:
-      v_threshold: firing threshold (finite number).
-      v_reset: reset value (finite), or ``None`` for the soft reset.
-      surrogate_function: spike function with surrogate gradient (default ``Sigmoid()``).
-      detach_reset: detach the spike in the reset.
-      step_mode: ``'s'`` (input ``[N, *]``) or ``'m'`` (``[T, N, *]``).
-      store_v_seq: record the post-reset membrane of every step in ``v_seq`` (``[T, N, *]``).
-      backend: ``'auto'``, ``'scan'`` or ``'pallas'`` (see :func:`snnjax.kernels.multi_step`).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Sigmoid()``).
+      detach_reset: ``True`` / ``False``: the spike enters the reset without gradient (default
+        ``False``).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``).
+      store_v_seq: ``True`` / ``False``: record the post-reset membrane of every step in ``v_seq``
+        (``[T, N, *]``) (default ``False``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
 
     State ``v`` starts at ``v_reset`` (0 with soft reset). Port a custom neuron by subclassing
     and overriding ``neuronal_charge(self, x)`` (SpikingJelly's: read ``self.v``, assign the
@@ -428,6 +443,10 @@ class BaseNode(MemoryModule):
     """
 
     default_surrogate: ClassVar[Callable[[], Callable]] = sg.Sigmoid
+    v_threshold: float
+    v_reset: float | None
+    surrogate_function: Callable
+    detach_reset: bool
     step_fn = staticmethod(steps.spiking_step)
     param_names = ("v_threshold", "v_reset")
     arg_checks = {"v_threshold": C.number, "v_reset": C.optional_number,
@@ -445,7 +464,8 @@ class BaseNode(MemoryModule):
         self.store_v_seq = store_v_seq
         self.register_memory("v", 0.0 if self.v_reset is None else self.v_reset)
 
-    __init_subclass__ = classmethod(lambda cls, **kw: _adopt_user_overrides(cls, **kw))
+    __init_subclass__ = classmethod(  # pyright: ignore[reportAssignmentType] (Pytree's hook, extended)
+        lambda cls, **kw: _adopt_user_overrides(cls, **kw))
 
     @property
     def soft_reset(self) -> bool:
@@ -472,9 +492,28 @@ class BaseNode(MemoryModule):
 class SimpleBaseNode(MemoryModule):
     """Teaching-style base (SpikingJelly's ``SimpleBaseNode``): as :class:`BaseNode` without
     ``store_v_seq``; the membrane always starts at 0 (whatever ``v_reset`` is). Subclass and
-    override ``neuronal_charge``."""
+    override ``neuronal_charge``.
 
-    default_surrogate = sg.Sigmoid
+    Args:
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: reset value, a finite number ``< v_threshold``, or ``None`` for the soft reset (the
+        membrane starts at 0 either way) (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Sigmoid()``).
+      detach_reset: ``True`` / ``False``: the spike enters the reset without gradient (default
+        ``False``).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
+    """
+
+    default_surrogate: ClassVar[Callable[[], Callable]] = sg.Sigmoid
+    v_threshold: float
+    v_reset: float | None
+    surrogate_function: Callable
+    detach_reset: bool
     step_fn = staticmethod(steps.spiking_step)
     param_names = BaseNode.param_names
     arg_checks, ordered_pairs = BaseNode.arg_checks, BaseNode.ordered_pairs
@@ -500,6 +539,14 @@ class NonSpikingBaseNode(nnx.Module):
     Input ``[T, N, *]``; the membrane starts at 0 on every call (nothing is kept between calls).
     Output by ``decode``: ``'max-mem'``, ``'max-abs-mem'``, ``'mean-mem'``, ``'last_mem'``
     (``[N, *]``), or ``None`` (the membrane sequence ``[T, N, *]``).
+
+    Args:
+      decode: output decoding: ``'max-mem'``, ``'max-abs-mem'``, ``'mean-mem'``, ``'last_mem'`` (or
+        ``'last-mem'``; each ``[N, *]``) or ``None`` (the membrane sequence ``[T, N, *]``) (default
+        ``None``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
     """
 
     step_fn: ClassVar[Callable | None] = None

@@ -8,7 +8,7 @@ Shapes: ``[T, N, *] -> [T, N, *]`` (``T`` fixed at construction), output in the 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +24,7 @@ class _DSRNode(MemoryModule):
     sets ``sequence_fn``, its whole-sequence function of :mod:`snnjax.steps.dsr`)."""
 
     supported_step_modes = ("m",)
+    sequence_fn: ClassVar[Callable[..., Array]]   # the whole-sequence function (subclass)
     param_names = ("v_threshold", "alpha", "v_threshold_grad_scaling", "v_threshold_lower_bound")
     arg_checks = {"T": C.length, "v_threshold_lower_bound": C.greater(0.0),
                   "alpha": C.in_range(0.0, 1.0, high_open=False),
@@ -74,11 +75,15 @@ class DSRIFNode(_DSRNode):
     ``dL/dtheta = v_threshold_grad_scaling * sum(Gbar * 1[r > theta])``.
 
     Args:
-      T: sequence length (positive int). v_threshold: initial threshold, ``>=
-        v_threshold_lower_bound``. alpha: firing fraction in ``(0, 1]``.
-      v_threshold_training: ``v_threshold`` is a 0-d float32 ``nnx.Param`` (else a fixed array).
-      v_threshold_grad_scaling: factor of ``dL/dtheta``. v_threshold_lower_bound: ``> 0``.
-      step_mode: ``'m'`` only.
+      T: sequence length, a positive int (``x_seq.shape[0]`` must equal it) (default ``20``).
+      v_threshold: initial threshold, a finite number ``>= v_threshold_lower_bound`` (default
+        ``6.0``).
+      alpha: firing fraction of the threshold, in ``(0, 1]`` (default ``0.5``).
+      v_threshold_training: ``True`` / ``False``: ``v_threshold`` is a learnable 0-d float32
+        ``nnx.Param`` (else a fixed array) (default ``True``).
+      v_threshold_grad_scaling: factor of ``dL/dtheta``, a finite number (default ``1.0``).
+      v_threshold_lower_bound: lower clamp of the threshold, ``> 0`` (default ``0.01``).
+      step_mode: ``'m'`` only (``x_seq[T, N, *]``) (default ``'m'``).
 
     Output values in ``{0, theta}``.
     """
@@ -100,8 +105,17 @@ class DSRLIFNode(_DSRNode):
     ``dL/dtheta = delta_t * v_threshold_grad_scaling * sum(Gbar * 1[r > B])``.
 
     Args:
-      tau: time constant, ``> 0``. delta_t: step length, ``> 0`` (the reference checks neither;
-        both divide). The rest: as :class:`DSRIFNode`.
+      T: sequence length, a positive int (``x_seq.shape[0]`` must equal it) (default ``20``).
+      v_threshold: initial threshold, a finite number ``>= v_threshold_lower_bound`` (default
+        ``1.0``).
+      tau: time constant, ``> 0`` (the reference does not check it; it divides) (default ``2.0``).
+      delta_t: step length, ``> 0`` (it divides) (default ``0.05``).
+      alpha: firing fraction of the threshold, in ``(0, 1]`` (default ``0.3``).
+      v_threshold_training: ``True`` / ``False``: ``v_threshold`` is a learnable 0-d float32
+        ``nnx.Param`` (else a fixed array) (default ``True``).
+      v_threshold_grad_scaling: factor of ``dL/dtheta``, a finite number (default ``1.0``).
+      v_threshold_lower_bound: lower clamp of the threshold, ``> 0`` (default ``0.1``).
+      step_mode: ``'m'`` only (``x_seq[T, N, *]``) (default ``'m'``).
     """
 
     sequence_fn = staticmethod(steps.dsr_lif_sequence)

@@ -20,8 +20,19 @@ class HalfThresholdIFNode(BaseNode):
     ``H = V + X``, ``S = sg(H - theta)``, ``V' = H - S * theta``; ``V[-1] = v_threshold / 2``.
 
     Args:
-      v_threshold: finite and ``> 0`` (a one-element array is accepted).
-      surrogate_function, detach_reset, step_mode, store_v_seq, backend: as :class:`BaseNode`.
+      v_threshold: firing threshold, finite and ``> 0`` (a one-element array is accepted); the
+        membrane starts at ``v_threshold / 2`` (default ``1.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Sigmoid()``).
+      detach_reset: ``True`` / ``False``: the spike enters the reset without gradient (default
+        ``False``).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``).
+      store_v_seq: ``True`` / ``False``: record the post-reset membrane of every step in ``v_seq``
+        (``[T, N, *]``) (default ``False``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
     """
 
     step_fn = staticmethod(steps.if_step)
@@ -44,9 +55,19 @@ class ILIFNode(LIFNode):
     ``V' = H - C * theta``. Output ``C`` in ``{0..D}`` (input dtype).
 
     Args:
-      tau: membrane time constant, ``> 1`` (default ``4/3``). v_threshold: as :class:`BaseNode`.
-      surrogate_function: a spiking ``MultiLevelSpikeCount`` (default ``MultiLevelSpikeCount(4)``).
-      detach_reset, step_mode, store_v_seq, backend: as :class:`BaseNode`.
+      tau: membrane time constant, ``> 1`` (default ``4/3``).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      surrogate_function: a spiking ``MultiLevelSpikeCount`` instance; its ``max_spike_count`` is
+        ``D`` (default ``None``: ``MultiLevelSpikeCount(4)``).
+      detach_reset: ``True`` / ``False``: the spike enters the reset without gradient (default
+        ``False``).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``).
+      store_v_seq: ``True`` / ``False``: record the post-reset membrane of every step in ``v_seq``
+        (``[T, N, *]``) (default ``False``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
     """
 
     default_surrogate = functools.partial(sg.MultiLevelSpikeCount, 4)
@@ -74,10 +95,19 @@ class ComplementaryLIFNode(BaseNode):
     eval (``model.eval()``) replaces a spiking surrogate by a hard Heaviside step (no gradient).
 
     Args:
-      tau: ``> 1``. v_threshold: as :class:`BaseNode`.
-      surrogate_function: default ``Rect(alpha=1.0)``. step_mode, backend: as :class:`BaseNode`.
-      store_state_seqs: record ``state_seqs = [v_seq, m_seq]`` (``[T, N, *]``).
-      deterministic: keyword-only NNX train/eval flag (default ``False``: training).
+      tau: membrane time constant, ``> 1`` (default ``2.0``).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Rect(alpha=1.0)``).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``).
+      store_state_seqs: ``True`` / ``False``: record ``state_seqs = [v_seq, m_seq]`` (``[T, N, *]``
+        each) (default ``False``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
+      deterministic: NNX eval flag, ``True`` / ``False`` (``model.eval()`` sets it; ``False``:
+        training) (default ``False``; keyword-only).
     """
 
     default_surrogate = functools.partial(sg.Rect, alpha=1.0)
@@ -104,7 +134,7 @@ class ComplementaryLIFNode(BaseNode):
                 else sg.heaviside}
 
     @property
-    def state_seqs(self) -> list[Array] | None:
+    def state_seqs(self) -> list[Array | None] | None:
         """``[v_seq, m_seq]`` of the last call(s) with ``store_state_seqs=True``."""
         v_seq = self.recording("v")
         return None if v_seq is None else [v_seq, self.recording("m")]

@@ -39,7 +39,7 @@ def _static(owner: str, name: str, value: Any) -> nnx.Variable:
         value.get_value() if isinstance(value, nnx.Variable) else value))
 
 
-def _pack(self: MemoryModule, memories: dict) -> Any:
+def _pack(self: FlexSN | NativeFlexSN, memories: dict) -> Any:
     """The state variables ``_state_<i>`` -> the step's state (``self._tree``: a tuple for
     FlexSN, the structure of ``init_state``'s result for the native form)."""
     return jax.tree_util.tree_unflatten(self._tree, [memories[f"_state_{i}"]
@@ -60,14 +60,19 @@ class FlexSN(MemoryModule):
     """A spiking neuron defined by a user step function (SpikingJelly's ``FlexSN``).
 
     Args:
-      core: ``core(*step_inputs, *states, *static_inputs) -> (*outputs, *new_states)``; all
-        arguments are per-step arrays (one time slice, ``[N, *]``), computed elementwise.
-      num_states: number of states (they start at zeros shaped like the first input's step).
-      static_inputs: arrays (or ``nnx.Param`` for learnable ones) passed to every step, each a
-        scalar or of the per-step shape; available as ``_static_input_<i>``.
-      step_mode: ``'m'`` (default: inputs ``[T, N, *]``) or ``'s'`` (``[N, *]``).
-      store_state_seqs: keep every step's states in ``state_seqs``.
-      backend: ``'auto'`` (fused kernels on GPU, ``lax.scan`` elsewhere), ``'pallas'``, ``'scan'``.
+      core: ``core(*step_inputs, *states, *static_inputs) -> (*outputs, *new_states)``, a plain
+        function; all arguments are per-step arrays (``[N, *]``), computed elementwise (required).
+      num_states: number of states, an int ``>= 0`` (they start at zeros shaped like the first
+        input's step) (required).
+      static_inputs: arrays or numbers (``nnx.Param`` for learnable ones) passed to every step,
+        each a scalar or of the per-step shape; available as ``_static_input_<i>`` (default
+        ``()``).
+      step_mode: ``'m'`` (inputs ``[T, N, *]``) or ``'s'`` (``[N, *]``) (default ``'m'``).
+      store_state_seqs: ``True`` / ``False``: keep every step's states in ``state_seqs`` (default
+        ``False``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
 
     Call with the step inputs (``f(x_seq)`` or ``f(x_seq, y_seq)``); returns one array per output
     (a tuple when there are several, ``()`` when none). The pure API takes one input array or a
@@ -90,7 +95,9 @@ class FlexSN(MemoryModule):
         for i, s in enumerate(statics):
             setattr(self, f"_static_input_{i}", _static("FlexSN", f"static_inputs[{i}]", s))
         self.num_static_inputs = len(statics)
-        self.param_names = tuple(f"_static_input_{i}" for i in range(self.num_static_inputs))
+        # per instance (the core's static inputs), shadowing the class attribute
+        self.param_names = tuple(f"_static_input_{i}"  # pyright: ignore[reportAttributeAccessIssue]
+                                 for i in range(self.num_static_inputs))
         self.num_inputs = C.core_input_count(core, self.num_states, self.num_static_inputs)
         self.num_outputs = C.core_output_count(core, self.num_inputs + self.num_states
                                           + self.num_static_inputs, self.num_states)
@@ -151,10 +158,17 @@ class NativeFlexSN(MemoryModule):
     """FlexSN over a native ``step(state, x, params) -> (state, out)`` (:meth:`FlexSN.from_step`).
 
     Args:
-      step: the step (any pytree state, input and output). init_state: ``init_state(x)`` -> the
-        initial state for one step of input ``x``. params: dict of arrays / numbers /
-        ``nnx.Param`` handed to every step. step_mode, store_state_seqs, backend: as
-        :class:`FlexSN`.
+      step: ``step(state, x, params) -> (state, out)``, any pytree state, input and output
+        (required).
+      init_state: ``init_state(x)`` -> the initial state for one step of input ``x`` (required).
+      params: dict of arrays / numbers / ``nnx.Param`` (learnable) handed to every step (required).
+      step_mode: ``'m'`` (inputs ``[T, N, *]``) or ``'s'`` (``[N, *]``) (default ``'m'``;
+        keyword-only).
+      store_state_seqs: ``True`` / ``False``: keep every step's states in ``state_seqs`` (default
+        ``False``; keyword-only).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
 
     The state structure is ``init_state``'s on a unit probe; each leaf is a state variable
     ``_state_<i>`` whose reset value is the probe's (first) value.
@@ -169,7 +183,7 @@ class NativeFlexSN(MemoryModule):
                  step_mode: str = "m", store_state_seqs: bool = False, backend: str = "auto"):
         super().__init__(step_mode, backend)
         self.native_step, self.init_state_fn = step, init_state
-        self.param_names = tuple(params)
+        self.param_names = tuple(params)  # pyright: ignore[reportAttributeAccessIssue] (per instance)
         for name, value in params.items():
             setattr(self, name, _static(type(self).__name__, f"params[{name!r}]", value))
         self.store_state_seqs = store_state_seqs

@@ -8,7 +8,7 @@ with the neuron's charge as its ``charge`` static. Shapes: ``x_seq[T, N, A*P] ->
 """
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from flax import nnx
 
@@ -18,11 +18,15 @@ from snnjax import surrogate as sg
 from snnjax.neuron.base import Array, BaseNode, MemoryModule, UserMethod, as_input
 from snnjax.parts.feedback import ILCConnection
 
+if TYPE_CHECKING:
+    from snnjax.neuron.noisy import NoisyBaseNode, NoisyILCBaseNode
+
 DECAY = C.in_range(0.0, 1.0, low_open=False, high_open=False)   # a retention factor per step
 CUBA_CHECKS = {"c_decay": DECAY, "v_decay": DECAY}
 
 
-def init_population(node: MemoryModule, v_threshold: Any, v_reset: Any, surrogate: Any) -> None:
+def init_population(node: ILCBaseNode | NoisyBaseNode, v_threshold: Any, v_reset: Any,
+                    surrogate: Any) -> None:
     """Threshold, reset value, surrogate (default ``Rect()``) and membrane ``v`` (initial
     ``v_reset``, 0 with soft reset) of an ILC or noisy spiking population."""
     node.v_threshold, node.v_reset = v_threshold, v_reset
@@ -30,7 +34,7 @@ def init_population(node: MemoryModule, v_threshold: Any, v_reset: Any, surrogat
     node.register_memory("v", 0.0 if node.v_reset is None else node.v_reset)
 
 
-def attach_connection(node: MemoryModule, rngs: nnx.Rngs) -> None:
+def attach_connection(node: ILCBaseNode | NoisyILCBaseNode, rngs: nnx.Rngs) -> None:
     """The ILC part of ``node``: ``conn`` (from ``node.act_dim``, ``node.dec_pop_dim``) and the
     fed-back state ``feedback`` (0: no feedback enters the first step)."""
     node.out_pop_dim = node.act_dim * node.dec_pop_dim
@@ -58,10 +62,14 @@ class ILCBaseNode(MemoryModule):
     :mod:`snnjax.steps`) or overrides ``neuronal_charge(self, state, x, params) -> state``.
 
     Args:
-      act_dim, dec_pop_dim: number of groups and neurons per group (positive ints).
-      v_threshold: firing threshold. v_reset: reset value, or ``None`` for the soft reset.
-      surrogate_function: default ``Rect()``.
-      rngs: ``nnx.Rngs`` (keyword-only) that initialises ``conn``.
+      act_dim: number of groups ``A``, a positive int (required).
+      dec_pop_dim: neurons per group ``P``, a positive int (required).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Rect()``).
+      rngs: ``nnx.Rngs`` that initialises ``conn`` (required) (required; keyword-only).
 
     State: ``v`` (initial ``v_reset``, 0 with soft reset), ``feedback`` (0), after a call the
     final state (``node.v``).
@@ -70,6 +78,13 @@ class ILCBaseNode(MemoryModule):
     supported_step_modes = ("m",)
     step_fn = staticmethod(steps.population_step)
     charge: ClassVar[Callable | None] = None
+    v_threshold: float
+    v_reset: float | None
+    surrogate_function: Callable
+    act_dim: int
+    dec_pop_dim: int
+    out_pop_dim: int
+    conn: ILCConnection
     param_names, ordered_pairs = BaseNode.param_names, BaseNode.ordered_pairs
     arg_checks = {**BaseNode.arg_checks, "act_dim": C.positive_int, "dec_pop_dim": C.positive_int}
 
@@ -116,7 +131,15 @@ class ILCBaseNode(MemoryModule):
 class ILCIFNode(ILCBaseNode):
     """ILC integrate-and-fire: ``H = V + X~`` (see :class:`ILCBaseNode`). ``v_threshold=1.0``.
 
-    Args: as :class:`ILCBaseNode`.
+    Args:
+      act_dim: number of groups ``A``, a positive int (required).
+      dec_pop_dim: neurons per group ``P``, a positive int (required).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Rect()``).
+      rngs: ``nnx.Rngs`` that initialises ``conn`` (required) (required; keyword-only).
     """
 
     charge = staticmethod(steps.ilc_if_charge)
@@ -127,9 +150,16 @@ class ILCLIFNode(ILCBaseNode):
     ``v_reset`` is, as the reference; see :class:`ILCBaseNode`).
 
     Args:
-      act_dim, dec_pop_dim, v_threshold, v_reset, surrogate_function, rngs: as
-        :class:`ILCBaseNode`.
-      v_decay: membrane decay factor (finite number).
+      act_dim: number of groups ``A``, a positive int (required).
+      dec_pop_dim: neurons per group ``P``, a positive int (required).
+      v_decay: membrane retention factor per step (decay towards 0), in ``[0, 1]`` (default
+        ``0.75``).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Rect()``).
+      rngs: ``nnx.Rngs`` that initialises ``conn`` (required) (required; keyword-only).
     """
 
     charge = staticmethod(steps.ilc_lif_charge)
@@ -149,9 +179,16 @@ class ILCCUBALIFNode(ILCBaseNode):
     :class:`ILCBaseNode`.
 
     Args:
-      act_dim, dec_pop_dim, v_reset, surrogate_function, rngs: as :class:`ILCBaseNode`.
-      c_decay, v_decay: current and membrane decay factors (finite numbers).
-      v_threshold: default ``0.5`` (not 1.0).
+      act_dim: number of groups ``A``, a positive int (required).
+      dec_pop_dim: neurons per group ``P``, a positive int (required).
+      c_decay: retention factor of the synaptic current per step, in ``[0, 1]`` (default ``0.5``).
+      v_decay: retention factor of the membrane per step, in ``[0, 1]`` (default ``0.75``).
+      v_threshold: firing threshold, a finite number (default ``0.5``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Rect()``).
+      rngs: ``nnx.Rngs`` that initialises ``conn`` (required) (required; keyword-only).
 
     State: ``v``, ``c`` (0), ``feedback``.
     """

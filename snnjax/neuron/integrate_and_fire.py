@@ -20,8 +20,19 @@ from snnjax.neuron.base import Array, BaseNode, NonSpikingBaseNode, SimpleBaseNo
 class SimpleIFNode(SimpleBaseNode):
     """Integrate-and-fire on :class:`SimpleBaseNode`: ``H = V + X``; ``V`` starts at 0.
 
-    Args: as :class:`SimpleBaseNode` (``v_threshold=1.0``, ``v_reset=0.0`` or ``None`` for the
-    soft reset, ``surrogate_function=Sigmoid()``, ``detach_reset=False``, ``step_mode='s'``).
+    Args:
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: reset value, a finite number ``< v_threshold``, or ``None`` for the soft reset
+        (``V`` starts at 0 either way) (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Sigmoid()``).
+      detach_reset: ``True`` / ``False``: the spike enters the reset without gradient (default
+        ``False``).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
     """
 
     step_fn = staticmethod(steps.if_step)
@@ -34,7 +45,21 @@ class IFNode(BaseNode):
     ``V[t] = S * v_reset + (1 - S) * H`` or soft reset ``V[t] = H - S * v_threshold``
     (``v_reset=None``). ``V[-1] = v_reset`` (0 with soft reset).
 
-    Args: as :class:`BaseNode`.
+    Args:
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Sigmoid()``).
+      detach_reset: ``True`` / ``False``: the spike enters the reset without gradient (default
+        ``False``).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``).
+      store_v_seq: ``True`` / ``False``: record the post-reset membrane of every step in ``v_seq``
+        (``[T, N, *]``) (default ``False``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
     """
 
     step_fn = staticmethod(steps.if_step)
@@ -44,8 +69,12 @@ class NonSpikingIFNode(NonSpikingBaseNode):
     """Perfect integrator ``V[t] = V[t-1] + X[t]`` from ``V[-1] = 0``, decoded by ``decode``.
 
     Args:
-      decode: ``'max-mem'``, ``'max-abs-mem'``, ``'mean-mem'``, ``'last_mem'`` or ``None``.
-      backend: ``'auto'``, ``'scan'`` or ``'pallas'``.
+      decode: output decoding: ``'max-mem'``, ``'max-abs-mem'``, ``'mean-mem'``, ``'last_mem'`` (or
+        ``'last-mem'``; each ``[N, *]``) or ``None`` (the membrane sequence ``[T, N, *]``) (default
+        ``None``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
     """
 
     step_fn = staticmethod(steps.nonspiking_if_step)
@@ -58,10 +87,20 @@ class SimpleLIFNode(SimpleBaseNode):
     ``False``: ``H = V + (v_reset - V) / tau + X``.
 
     Args:
-      tau: membrane time constant (required, as in SpikingJelly), ``> 1``.
-      decay_input: whether the input is divided by ``tau`` (required).
-      v_threshold, v_reset, surrogate_function, detach_reset, step_mode: as
-        :class:`SimpleBaseNode`; ``v_reset=None`` is rejected (the charge decays towards it).
+      tau: membrane time constant, ``> 1`` (required, as in SpikingJelly) (required).
+      decay_input: ``True`` / ``False``: divide the input by ``tau`` (required) (required).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: reset value and the level the charge decays towards, a finite number ``<
+        v_threshold`` (``None`` is rejected) (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Sigmoid()``).
+      detach_reset: ``True`` / ``False``: the spike enters the reset without gradient (default
+        ``False``).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
     """
 
     step_fn = staticmethod(steps.simple_lif_step)
@@ -90,10 +129,22 @@ class LIFNode(BaseNode):
     with ``r = v_reset`` (0 with soft reset). Fire and reset as :class:`IFNode`.
 
     Args:
-      tau: membrane time constant, ``> 1``.
-      decay_input: whether the input is divided by ``tau``.
-      v_threshold, v_reset, surrogate_function, detach_reset, step_mode, store_v_seq, backend:
-        as :class:`BaseNode`.
+      tau: membrane time constant, ``> 1`` (default ``2.0``).
+      decay_input: ``True`` / ``False``: divide the input by ``tau`` (default ``True``).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Sigmoid()``).
+      detach_reset: ``True`` / ``False``: the spike enters the reset without gradient (default
+        ``False``).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``).
+      store_v_seq: ``True`` / ``False``: record the post-reset membrane of every step in ``v_seq``
+        (``[T, N, *]``) (default ``False``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
     """
 
     step_fn = staticmethod(steps.lif_step)
@@ -117,7 +168,12 @@ class NonSpikingLIFNode(NonSpikingBaseNode):
     """Leaky integrator ``V[t] = V[t-1] + (X[t] - V[t-1]) / tau`` from ``V[-1] = 0``, decoded.
 
     Args:
-      tau: time constant, ``> 1``. decode, backend: as :class:`NonSpikingIFNode`.
+      tau: time constant, ``> 1`` (default ``2.0``).
+      decode: output decoding, as :class:`NonSpikingIFNode`: ``'max-mem'``, ``'max-abs-mem'``,
+        ``'mean-mem'``, ``'last_mem'`` / ``'last-mem'`` or ``None`` (default ``None``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
     """
 
     step_fn = staticmethod(steps.nonspiking_lif_step)
@@ -136,8 +192,23 @@ class ParametricLIFNode(BaseNode):
 
     Args:
       init_tau: initial time constant, ``> 1``: ``w`` (``nnx.Param``, 0-d float32, shared by the
-        layer) starts at ``-log(init_tau - 1)`` so that ``1 / sigmoid(w) = init_tau``.
-      decay_input, v_threshold, ...: as :class:`LIFNode`.
+        layer) starts at ``-log(init_tau - 1)`` so that ``1 / sigmoid(w) = init_tau`` (default
+        ``2.0``).
+      decay_input: ``True`` / ``False``: divide the input by ``tau`` (default ``True``).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Sigmoid()``).
+      detach_reset: ``True`` / ``False``: the spike enters the reset without gradient (default
+        ``False``).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``).
+      store_v_seq: ``True`` / ``False``: record the post-reset membrane of every step in ``v_seq``
+        (``[T, N, *]``) (default ``False``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
     """
 
     step_fn = staticmethod(steps.plif_step)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import jax
 import jax.numpy as jnp
@@ -28,10 +28,23 @@ class KLIFNode(BaseNode):
     ``F / k`` with threshold ``v_threshold / k`` (hard reset value not scaled).
 
     Args:
-      scale_reset: reset the unscaled membrane ``F / k``.
-      tau: membrane time constant, ``> 1``. decay_input: whether the input is divided by ``tau``.
-      v_threshold, v_reset, surrogate_function, detach_reset, step_mode, store_v_seq, backend:
-        as :class:`BaseNode`.
+      scale_reset: ``True`` / ``False``: reset the unscaled membrane ``F / k`` (default ``False``).
+      tau: membrane time constant, ``> 1`` (default ``2.0``).
+      decay_input: ``True`` / ``False``: divide the input by ``tau`` (default ``True``).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Sigmoid()``).
+      detach_reset: ``True`` / ``False``: the spike enters the reset without gradient (default
+        ``False``).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``).
+      store_v_seq: ``True`` / ``False``: record the post-reset membrane of every step in ``v_seq``
+        (``[T, N, *]``) (default ``False``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
 
     ``k``: ``nnx.Param``, 0-d float32, initially 1. Initial ``v = v_reset`` (0 with soft reset).
     """
@@ -59,11 +72,25 @@ class CUBALIFNode(BaseNode):
     ``V' = reset(H, S)`` (the current is never reset).
 
     Args:
-      c_decay, v_decay: retention factors of the current and the membrane (not time constants).
-      v_threshold: default ``0.5``. surrogate_function: default ``Rect(alpha=1.0)``.
-      v_reset, detach_reset, step_mode, store_v_seq, backend: as :class:`BaseNode`; the reference
-        has no ``detach_reset`` / ``step_mode`` / ``store_v_seq`` arguments (only attributes), here
-        they are keyword-only.
+      c_decay: retention factor of the synaptic current per step, in ``[0, 1]`` (default ``0.5``).
+      v_decay: retention factor of the membrane per step, in ``[0, 1]`` (default ``0.75``).
+      v_threshold: firing threshold, a finite number (default ``0.5``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Rect(alpha=1.0)``).
+      detach_reset: ``True`` / ``False``: the spike enters the reset without gradient (default
+        ``False``; keyword-only).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``; keyword-only).
+      store_v_seq: ``True`` / ``False``: record the post-reset membrane of every step in ``v_seq``
+        (``[T, N, *]``) (default ``False``; keyword-only).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
+
+    The reference has ``detach_reset``, ``step_mode`` and ``store_v_seq`` only as attributes; here
+    they are keyword-only arguments.
 
     State ``v`` (initial ``v_reset``, 0 with soft reset) and ``c`` (initial 0).
     """
@@ -88,10 +115,29 @@ class LIAFNode(LIFNode):
     (``threshold_related=True``) or ``act(H)`` instead of the spike (the spike only resets).
 
     Args:
-      act: elementwise JAX activation (e.g. ``jax.nn.relu``); static.
-      threshold_related: whether ``act`` sees ``H - v_threshold`` or ``H``.
-      *args, **kwargs: :class:`LIFNode`'s (``tau=2.0``, ``decay_input=True``, ``v_threshold=1.0``,
-        ``v_reset=0.0``, ...).
+      act: elementwise JAX activation (e.g. ``jax.nn.relu``), a callable; static (required).
+      threshold_related: ``True`` / ``False``: ``act`` sees ``H - v_threshold`` (else ``H``)
+        (required).
+
+    Other Parameters:
+      tau (float): membrane time constant, ``> 1`` (default ``2.0``). This and the following
+        arguments are :class:`LIFNode`'s, forwarded through ``*args, **kwargs`` in this order.
+      decay_input (bool): ``True`` / ``False``: divide the input by ``tau`` (default ``True``).
+      v_threshold (float): firing threshold, a finite number (default ``1.0``).
+      v_reset (float | None): hard-reset value, a finite number ``< v_threshold``; ``None``: soft
+        reset ``V = H - S * v_threshold`` (default ``0.0``).
+      surrogate_function (Callable | None): spike function with surrogate gradient, a surrogate
+        *instance* (:mod:`snnjax.surrogate`; a class is refused) (default ``None``:
+        ``Sigmoid()``).
+      detach_reset (bool): ``True`` / ``False``: the spike enters the reset without gradient
+        (default ``False``).
+      step_mode (str): ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step,
+        ``x_seq[T, N, *]``) (default ``'s'``).
+      store_v_seq (bool): ``True`` / ``False``: record the post-reset membrane of every step in
+        ``v_seq`` (``[T, N, *]``) (default ``False``).
+      backend (str): sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan``
+        elsewhere), ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or
+        ``'mosaic'`` (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
 
     The output is analog in both step modes (the reference returns binary spikes in multi-step
     mode without ``store_v_seq``; see ``docs/differences.md``). Output dtype = input dtype.
@@ -124,12 +170,24 @@ class GatedLIFNode(MemoryModule):
     copy ``u``) is the final un-reset membrane; the previous spike restarts at 0 on each call.
 
     Args:
-      T: number of time steps (positive int). inplane: channels ``C``, or ``None``.
-      init_linear_decay, init_v_subreset, init_tau, init_v_threshold, init_conduct: initial
-        values in ``(0, 1)`` (defaults ``init_v_threshold / (2 T)``, ``init_v_threshold``, 0.25,
-        0.5, 0.5).
-      surrogate_function: default ``Sigmoid()``. step_mode: ``'m'`` only.
-      rngs: ``nnx.Rngs`` drawing ``alpha``, ``beta``, ``gamma``. backend: as :class:`BaseNode`.
+      T: number of time steps, a positive int (required).
+      inplane: channels ``C`` (axis 2 of the input), a positive int, or ``None`` (layer-wise gates)
+        (default ``None``).
+      init_linear_decay: initial linear decay, in ``(0, 1)`` or ``None``: ``init_v_threshold / (2
+        T)`` (default ``None``).
+      init_v_subreset: initial sub-reset value, in ``(0, 1)`` or ``None``: ``init_v_threshold``
+        (default ``None``).
+      init_tau: initial leak gate, in ``(0, 1)`` (default ``0.25``).
+      init_v_threshold: initial threshold, in ``(0, 1)`` (default ``0.5``).
+      init_conduct: initial input conductance, in ``(0, 1)`` (default ``0.5``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Sigmoid()``).
+      step_mode: ``'m'`` only (``x_seq[T, N, C, *]``) (default ``'m'``).
+      rngs: ``nnx.Rngs`` drawing ``alpha``, ``beta``, ``gamma``; must be given (default ``None``;
+        keyword-only).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
 
     Learnable parameters (``nnx.Param``, float32, shape ``P = ()`` or ``(inplane,)``):
     ``alpha``, ``beta``, ``gamma`` ~ ``0.2 (U[0, 1) - 0.5)``; ``tau``, ``v_threshold``,
@@ -151,7 +209,7 @@ class GatedLIFNode(MemoryModule):
         owner = type(self).__name__
         super().__init__(step_mode, backend)
         self.T, self.inplane = T, inplane
-        C.rngs(owner, "rngs", rngs)
+        rngs = cast(nnx.Rngs, C.rngs(owner, "rngs", rngs))   # checked: not None
         self.surrogate_function = sg.Sigmoid() if surrogate_function is None else surrogate_function
         unit = functools.partial(C.in_range(0.0, 1.0), owner)
         init_v_threshold = unit("init_v_threshold", init_v_threshold)

@@ -20,7 +20,7 @@ back. Shapes: ``'s'``: ``[N, C]``, ``[N, C, L]`` or ``[N, C, H, W]``; ``'m'``: w
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import jax
 import jax.numpy as jnp
@@ -46,18 +46,33 @@ class MPBNBaseNode(BaseNode):
     channel with ``learnable_vth``, or the folded threshold), and the reset.
 
     Args:
-      v_threshold, v_reset, surrogate_function, detach_reset, step_mode, store_v_seq: as
-        :class:`BaseNode`.
-      mpbn: normalise the membrane (``vbn``).
-      out_features, out_channels: exactly one must be given, even with ``mpbn=False``:
-        ``out_features`` after a Linear layer (inputs ``[N, C]`` or ``[N, C, L]``),
-        ``out_channels`` after a Conv2d (``[N, C, H, W]``).
-      learnable_vth: fire at ``exp(a)`` (``a``: ``nnx.Param`` ``[C]``, starts at 0).
-      bn_momentum, bn_decay_momentum, bn_min_momentum: the test-time statistics after
-        :meth:`re_parameterize_v_threshold` (not the BN layer).
-      backend: ``'auto'`` or ``'scan'``: MPBN reduces over the batch inside the step, so it
-        always runs on ``lax.scan``.
-      use_running_average: eval mode (keyword-only; ``model.eval()`` sets it).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Sigmoid()``).
+      detach_reset: ``True`` / ``False``: the spike enters the reset without gradient (default
+        ``False``).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``).
+      store_v_seq: ``True`` / ``False``: record the post-reset membrane of every step in ``v_seq``
+        (``[T, N, *]``) (default ``False``).
+      mpbn: ``True`` / ``False``: normalise the membrane (``vbn``) (default ``True``).
+      out_features: channels after a Linear layer (inputs ``[N, C]`` or ``[N, C, L]``), a positive
+        int; exactly one of ``out_features``, ``out_channels`` (even with ``mpbn=False``) (default
+        ``None``).
+      out_channels: channels after a Conv2d (inputs ``[N, C, H, W]``), a positive int; exactly one
+        of the two (default ``None``).
+      learnable_vth: ``True`` / ``False``: fire at ``exp(a)`` (``a``: ``nnx.Param`` ``[C]``, starts
+        at 0) (default ``False``).
+      bn_momentum: test-time statistics momentum after :meth:`re_parameterize_v_threshold`, in
+        ``[0, 1]`` (default ``0.1``).
+      bn_decay_momentum: decay of that momentum, in ``[0, 1]`` (default ``0.94``).
+      bn_min_momentum: its lower bound, in ``[0, 1]`` (default ``0.005``).
+      backend: ``'auto'`` or ``'scan'``: MPBN reduces over the batch inside the step, so it always
+        runs on ``lax.scan`` (default ``'scan'``; keyword-only).
+      use_running_average: eval mode, ``True`` / ``False`` (``model.eval()`` sets it) (default
+        ``False``; keyword-only).
 
     State: ``v`` (initial ``v_reset``, 0 with soft reset); the pure API's state adds ``stats``.
     """
@@ -83,7 +98,7 @@ class MPBNBaseNode(BaseNode):
             raise ValueError(f"{type(self).__name__}: specify exactly one of out_features (after a "
                              f"Linear) or out_channels (after a Conv2d), got {out_features=}, "
                              f"{out_channels=}")
-        self.num_features = self.out_channels or self.out_features
+        self.num_features = cast(int, self.out_channels or self.out_features)   # one is set
         self.mpbn, self.learnable_vth = mpbn, learnable_vth
         self.vbn = MembraneBatchNorm(self.num_features, out_channels is not None) if mpbn else None
         if self.learnable_vth:  # exp(a) starts at 1 whatever v_threshold is (as the reference)
@@ -210,8 +225,35 @@ class MPBNLIFNode(MPBNBaseNode):
     The state stored is the normalised membrane (:func:`snnjax.steps.mpbn_lif_step`).
 
     Args:
-      tau: membrane time constant, ``> 1``. decay_input: whether the input is divided by ``tau``.
-      the rest: as :class:`MPBNBaseNode`.
+      tau: membrane time constant, ``> 1`` (default ``2.0``).
+      decay_input: ``True`` / ``False``: divide the input by ``tau`` (default ``False``).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Sigmoid()``).
+      detach_reset: ``True`` / ``False``: the spike enters the reset without gradient (default
+        ``False``).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``).
+      store_v_seq: ``True`` / ``False``: record the post-reset membrane of every step in ``v_seq``
+        (``[T, N, *]``) (default ``False``).
+      mpbn: ``True`` / ``False``: normalise the membrane (``vbn``) (default ``True``).
+      out_features: channels after a Linear layer (inputs ``[N, C]`` or ``[N, C, L]``), a positive
+        int; exactly one of ``out_features``, ``out_channels`` (even with ``mpbn=False``) (default
+        ``None``).
+      out_channels: channels after a Conv2d (inputs ``[N, C, H, W]``), a positive int; exactly one
+        of the two (default ``None``).
+      learnable_vth: ``True`` / ``False``: fire at ``exp(a)`` (``a``: ``nnx.Param`` ``[C]``, starts
+        at 0) (default ``False``).
+      bn_momentum: test-time statistics momentum after :meth:`re_parameterize_v_threshold`, in
+        ``[0, 1]`` (default ``0.1``).
+      bn_decay_momentum: decay of that momentum, in ``[0, 1]`` (default ``0.94``).
+      bn_min_momentum: its lower bound, in ``[0, 1]`` (default ``0.005``).
+      backend: ``'auto'`` or ``'scan'``: MPBN reduces over the batch inside the step, so it always
+        runs on ``lax.scan`` (default ``'scan'``; keyword-only).
+      use_running_average: eval mode, ``True`` / ``False`` (``model.eval()`` sets it) (default
+        ``False``; keyword-only).
     """
 
     step_fn = staticmethod(steps.mpbn_lif_step)

@@ -21,7 +21,7 @@ mathematics is :func:`snnjax.steps.population_step` (spiking, ``noisy`` static) 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import jax.numpy as jnp
 from flax import nnx
@@ -31,6 +31,9 @@ from snnjax import steps
 from snnjax.neuron.base import Array, BaseNode, MemoryModule, NonSpikingBaseNode, UserMethod
 from snnjax.neuron.ilc import CUBA_CHECKS, ILCBaseNode, attach_connection, init_population
 from snnjax.parts.noise import ColoredNoise, NoiseBuffer, NoiseCounter
+
+if TYPE_CHECKING:
+    from snnjax.parts.feedback import ILCConnection
 
 
 def _forward(name: str) -> property:
@@ -58,11 +61,23 @@ class NoisyBaseNode(MemoryModule):
     ``noise_step``, ``eps_seq``) are those of the ``noise`` part (:class:`ColoredNoise`).
 
     Args:
-      num_node: neurons per step. is_training: initial mode (noise on). T: time steps per call.
-      sigma_init: noise scale. beta: spectrum exponent of the noise (see :class:`ColoredNoise`).
-      v_threshold: default 0.5. v_reset: reset value, or ``None`` for the soft reset.
-      surrogate_function: default ``Rect()``. rngs: noise keys (``nnx.Rngs`` or ``None``).
-      backend: ``'auto'``, ``'scan'`` or ``'pallas'``.
+      num_node: neurons per step (the last input axis), a positive int (required).
+      is_training: ``True`` / ``False``: the initial mode (noise on); ``model.eval()`` turns it off
+        (default ``True``).
+      T: number of time steps, a positive int (default ``5``).
+      sigma_init: noise scale, ``>= 0`` (default ``0.5``).
+      beta: exponent of the noise power spectrum ``1 / f^beta``, a finite number (0: white noise)
+        (default ``0.0``).
+      v_threshold: firing threshold, a finite number (default ``0.5``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Rect()``).
+      rngs: noise keys: ``nnx.Rngs`` (stream ``'noise'``, else ``'default'``) or ``None`` (then
+        only ``load_colored_noise`` supplies noise) (default ``None``; keyword-only).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
 
     State: ``v`` (initial ``v_reset``, 0 with soft reset); after a call the final state.
     """
@@ -70,6 +85,10 @@ class NoisyBaseNode(MemoryModule):
     supported_step_modes = ("m",)
     step_fn = staticmethod(steps.population_step)
     charge: ClassVar[Callable | None] = None
+    v_threshold: float
+    v_reset: float | None
+    surrogate_function: Callable
+    deterministic: bool
     param_names = BaseNode.param_names + ("sigma_v", "sigma_s")
     ordered_pairs = BaseNode.ordered_pairs
     arg_checks = {**BaseNode.arg_checks, "sigma_init": C.at_least(0.0), "deterministic": C.boolean}
@@ -141,8 +160,28 @@ class NoisyCUBALIFNode(NoisyBaseNode):
     (:func:`snnjax.steps.cuba_charge`; ``C`` starts at 0 and is never reset); see
     :class:`NoisyBaseNode`. Elementwise step.
 
-    Args: ``num_node``, then ``c_decay``, ``v_decay`` (decay factors), then as
-    :class:`NoisyBaseNode`. State: ``v``, ``c``.
+    Args:
+      num_node: neurons per step (the last input axis), a positive int (required).
+      c_decay: retention factor of the synaptic current per step, in ``[0, 1]`` (default ``0.5``).
+      v_decay: retention factor of the membrane per step, in ``[0, 1]`` (default ``0.75``).
+      is_training: ``True`` / ``False``: the initial mode (noise on); ``model.eval()`` turns it off
+        (default ``True``).
+      T: number of time steps, a positive int (default ``5``).
+      sigma_init: noise scale, ``>= 0`` (default ``0.5``).
+      beta: exponent of the noise power spectrum ``1 / f^beta``, a finite number (0: white noise)
+        (default ``0.0``).
+      v_threshold: firing threshold, a finite number (default ``0.5``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Rect()``).
+      rngs: noise keys: ``nnx.Rngs`` (stream ``'noise'``, else ``'default'``) or ``None`` (then
+        only ``load_colored_noise`` supplies noise) (default ``None``; keyword-only).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
+
+    State: ``v``, ``c``.
     """
 
     charge = staticmethod(steps.cuba_charge)
@@ -169,12 +208,30 @@ class NoisyILCBaseNode(NoisyBaseNode):
     output is fed back). The caller's input is not modified. ``lax.scan`` engine (the feedback
     mixes neurons).
 
-    Args: ``act_dim``, ``dec_pop_dim`` (as :class:`snnjax.neuron.ILCBaseNode`), then as
-    :class:`NoisyBaseNode` (``v_threshold=1.0`` here); ``rngs`` (an ``nnx.Rngs``) is required.
+    Args:
+      act_dim: number of groups ``A``, a positive int (``num_node = act_dim * dec_pop_dim``)
+        (required).
+      dec_pop_dim: neurons per group ``P``, a positive int (required).
+      is_training: ``True`` / ``False``: the initial mode (noise on); ``model.eval()`` turns it off
+        (default ``True``).
+      T: number of time steps, a positive int (default ``5``).
+      sigma_init: noise scale, ``>= 0`` (default ``0.5``).
+      beta: exponent of the noise power spectrum ``1 / f^beta``, a finite number (0: white noise)
+        (default ``0.0``).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Rect()``).
+      rngs: ``nnx.Rngs``: ``rngs.params`` initialises ``conn``, stream ``'noise'`` (else
+        ``'default'``) draws the noise (required) (required; keyword-only).
+
     State: ``v``, ``feedback``.
     """
 
     arg_checks = {"act_dim": C.positive_int, "dec_pop_dim": C.positive_int}
+    out_pop_dim: int
+    conn: ILCConnection
     params, init_state = ILCBaseNode.params, ILCBaseNode.init_state
 
     def __init__(self, act_dim: int, dec_pop_dim: int, is_training: bool = True, T: int = 5,
@@ -191,8 +248,26 @@ class NoisyILCCUBALIFNode(NoisyILCBaseNode):
     """Noisy ILC current-based LIF (CUBA charge as :class:`NoisyCUBALIFNode`, feedback as
     :class:`NoisyILCBaseNode`).
 
-    Args: ``act_dim``, ``dec_pop_dim``, ``c_decay``, ``v_decay``, then as
-    :class:`NoisyILCBaseNode` (default ``v_threshold=1.0``, unlike ``ILCCUBALIFNode``).
+    Args:
+      act_dim: number of groups ``A``, a positive int (``num_node = act_dim * dec_pop_dim``)
+        (required).
+      dec_pop_dim: neurons per group ``P``, a positive int (required).
+      c_decay: retention factor of the synaptic current per step, in ``[0, 1]`` (default ``0.5``).
+      v_decay: retention factor of the membrane per step, in ``[0, 1]`` (default ``0.75``).
+      is_training: ``True`` / ``False``: the initial mode (noise on); ``model.eval()`` turns it off
+        (default ``True``).
+      T: number of time steps, a positive int (default ``5``).
+      sigma_init: noise scale, ``>= 0`` (default ``0.5``).
+      beta: exponent of the noise power spectrum ``1 / f^beta``, a finite number (0: white noise)
+        (default ``0.0``).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Rect()``).
+      rngs: ``nnx.Rngs``: ``rngs.params`` initialises ``conn``, stream ``'noise'`` (else
+        ``'default'``) draws the noise (required) (required; keyword-only).
+
     State: ``v``, ``c``, ``feedback``.
     """
 
@@ -225,14 +300,26 @@ class NoisyNonSpikingBaseNode(nnx.Module):
     ``neuronal_charge(self, v, x, params)``.
 
     Args:
-      num_node, is_training, T, beta, rngs: as :class:`NoisyBaseNode`.
-      sigma_init: the learnable ``sigma`` (``nnx.Param`` ``[num_node]``) starts at
-        ``sigma_init / sqrt(num_node)``.
-      decode: see above. backend: ``'auto'``, ``'scan'`` or ``'pallas'``.
+      num_node: neurons per step (the last input axis), a positive int (required).
+      is_training: ``True`` / ``False``: the initial mode (noise on); ``model.eval()`` turns it off
+        (default ``True``).
+      T: number of time steps, a positive int (default ``5``).
+      sigma_init: noise scale, ``>= 0``: the learnable ``sigma`` (``nnx.Param`` ``[num_node]``)
+        starts at ``sigma_init / sqrt(num_node)`` (default ``0.5``).
+      beta: exponent of the noise power spectrum ``1 / f^beta``, a finite number (0: white noise)
+        (default ``0.0``).
+      decode: output decoding: ``'max-mem'``, ``'max-abs-mem'``, ``'mean-mem'``, ``'last-me'`` (the
+        reference's spelling; ``'last_mem'``, ``'last-mem'`` too) or ``None`` (default ``None``).
+      rngs: noise keys: ``nnx.Rngs`` (stream ``'noise'``, else ``'default'``) or ``None`` (then
+        only ``load_colored_noise`` supplies noise) (default ``None``; keyword-only).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
     """
 
     step_fn = staticmethod(steps.noisy_integrator_step)
     charge: ClassVar[Callable | None] = None
+    deterministic: bool
     param_names = ("sigma",)
     arg_checks = {**NonSpikingBaseNode.arg_checks, "decode": C.choice(steps.NOISY_DECODES),
                   "sigma_init": C.at_least(0.0), "deterministic": C.boolean}
@@ -266,14 +353,16 @@ class NoisyNonSpikingBaseNode(nnx.Module):
              noise: Array | None = None) -> tuple[dict, Array]:
         """One integration step ``-> (state, V[t])``; ``noise`` ``n[t]`` broadcastable to ``x``
         in training mode."""
-        return NonSpikingBaseNode.step(self, state, self._noisy(x, noise, False), params)
+        return NonSpikingBaseNode.step(self, state,  # pyright: ignore[reportArgumentType] (borrowed)
+                                       self._noisy(x, noise, False), params)
 
     def multi_step(self, state: dict, x_seq: Any, params: dict | None = None, *,
-                   noise: Array | None = None) -> tuple[dict, Array]:
+                   noise: Array | tuple | None = None) -> tuple[dict, Array]:
         """Integrate all of ``x_seq[T, N, num_node]``; returns ``(final_state, decoded)``.
         ``noise`` (training mode): ``[T, num_node]`` or ``[T, N, num_node]``."""
         return NonSpikingBaseNode.multi_step(
-            self, state, self._noisy(self._check_sequence(x_seq), noise, True), params)
+            self, state,  # pyright: ignore[reportArgumentType] (borrowed method)
+            self._noisy(self._check_sequence(x_seq), noise, True), params)
 
     def __call__(self, x_seq: Any) -> Array:
         """The reference's forward: the first ``T`` steps from ``V = 0``, decoded."""
@@ -285,7 +374,22 @@ class NoisyNonSpikingIFNode(NoisyNonSpikingBaseNode):
     """Noisy perfect integrator: ``V[t] = V[t-1] + X[t] + sigma * n[t]`` (noise in training only);
     see :class:`NoisyNonSpikingBaseNode`.
 
-    Args: as :class:`NoisyNonSpikingBaseNode`.
+    Args:
+      num_node: neurons per step (the last input axis), a positive int (required).
+      is_training: ``True`` / ``False``: the initial mode (noise on); ``model.eval()`` turns it off
+        (default ``True``).
+      T: number of time steps, a positive int (default ``5``).
+      sigma_init: noise scale, ``>= 0``: the learnable ``sigma`` (``nnx.Param`` ``[num_node]``)
+        starts at ``sigma_init / sqrt(num_node)`` (default ``0.5``).
+      beta: exponent of the noise power spectrum ``1 / f^beta``, a finite number (0: white noise)
+        (default ``0.0``).
+      decode: output decoding: ``'max-mem'``, ``'max-abs-mem'``, ``'mean-mem'``, ``'last-me'`` (the
+        reference's spelling; ``'last_mem'``, ``'last-mem'`` too) or ``None`` (default ``None``).
+      rngs: noise keys: ``nnx.Rngs`` (stream ``'noise'``, else ``'default'``) or ``None`` (then
+        only ``load_colored_noise`` supplies noise) (default ``None``; keyword-only).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
     """
 
     charge = staticmethod(steps.if_charge)

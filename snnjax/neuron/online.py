@@ -38,9 +38,27 @@ class OTTTLIFNode(LIFNode):
     Downstream, a weight layer should compute its value from ``S`` and its weight gradient from
     ``tr`` (OTTT's presynaptic trace).
 
-    Args: as :class:`LIFNode`, with other defaults: ``decay_input=False``, ``v_reset=None`` (soft
-    reset), ``detach_reset=True``; plus keyword-only ``deterministic`` (NNX eval flag, default
-    ``False``). State ``v`` (initial ``v_reset``, 0 with soft reset) and ``trace`` (initial 0).
+    Args:
+      tau: membrane time constant, ``> 1`` (default ``2.0``).
+      decay_input: ``True`` / ``False``: divide the input by ``tau`` (default ``False``).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None`` (default here): soft
+        reset (default ``None``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Sigmoid()``).
+      detach_reset: ``True`` / ``False``: the spike enters the reset without gradient (default
+        ``True``).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``).
+      store_v_seq: ``True`` / ``False``: record the post-reset membrane of every step in ``v_seq``
+        (``[T, N, *]``) (default ``False``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
+      deterministic: NNX eval flag, ``True`` / ``False`` (``model.eval()`` sets it; ``False``:
+        training) (default ``False``; keyword-only).
+
+    State ``v`` (initial ``v_reset``, 0 with soft reset) and ``trace`` (initial 0).
     """
 
     step_fn = staticmethod(steps.ottt_lif_step)
@@ -73,9 +91,27 @@ class SLTTLIFNode(LIFNode):
 
     Output ``S``.
 
-    Args: as :class:`LIFNode` (``decay_input=True``, ``v_reset=0.0``), with ``detach_reset=True``;
-    plus keyword-only ``deterministic`` (NNX eval flag, default ``False``). State ``v`` (initial
-    ``v_reset``).
+    Args:
+      tau: membrane time constant, ``> 1`` (default ``2.0``).
+      decay_input: ``True`` / ``False``: divide the input by ``tau`` (default ``True``).
+      v_threshold: firing threshold, a finite number (default ``1.0``).
+      v_reset: hard-reset value, a finite number ``< v_threshold``; ``None``: soft reset ``V = H -
+        S * v_threshold`` (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``None``: ``Sigmoid()``).
+      detach_reset: ``True`` / ``False``: the spike enters the reset without gradient (default
+        ``True``).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``).
+      store_v_seq: ``True`` / ``False``: record the post-reset membrane of every step in ``v_seq``
+        (``[T, N, *]``) (default ``False``).
+      backend: sequence engine: ``'auto'`` (fused kernels on a GPU, ``lax.scan`` elsewhere),
+        ``'scan'``, ``'pallas'`` (Triton kernels; interpret mode without a GPU) or ``'mosaic'``
+        (Mosaic GPU kernels, Hopper+) (default ``'auto'``; keyword-only).
+      deterministic: NNX eval flag, ``True`` / ``False`` (``model.eval()`` sets it; ``False``:
+        training) (default ``False``; keyword-only).
+
+    State ``v`` (initial ``v_reset``).
     """
 
     step_fn = staticmethod(steps.sltt_lif_step)

@@ -11,12 +11,14 @@ from __future__ import annotations
 from typing import Any, Callable, ClassVar
 
 import jax
+import jax.core  # noqa: F401  (jax.core.Tracer below: type checkers need the submodule import)
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from snnjax import _checks as C
 from snnjax import steps
+from snnjax.steps import psn as psn_steps
 from snnjax import surrogate as sg
 from snnjax.neuron.base import Array, MemoryModule
 
@@ -36,18 +38,18 @@ def _kaiming_uniform(owner: str, rngs: Any, shape: tuple[int, ...], fan_in: int)
                                         -bound, bound))
 
 
-def _check_length(module: Any, x_seq: Any) -> Array:
+def _check_length(self: Any, x_seq: Any) -> Array:
     """``x_seq[T, N, *]`` with the constructor's ``T``."""
-    x_seq = MemoryModule._check_sequence(module, x_seq)
-    if x_seq.shape[0] != module.T:
-        raise ValueError(f"{type(module).__name__}: x_seq has {x_seq.shape[0]} time steps (shape "
-                         f"{tuple(x_seq.shape)}) but T = {module.T} was given at construction; "
+    x_seq = MemoryModule._check_sequence(self, x_seq)
+    if x_seq.shape[0] != self.T:
+        raise ValueError(f"{type(self).__name__}: x_seq has {x_seq.shape[0]} time steps (shape "
+                         f"{tuple(x_seq.shape)}) but T = {self.T} was given at construction; "
                          f"the sequence length must equal T")
     return x_seq
 
 
 _PSN_CHECKS = {"k": C.positive_int, "T": C.positive_int, "surrogate_function": C.surrogate,
-               "exp_init": C.boolean, "method": C.choice(steps.psn.SLIDING_METHODS)}
+               "exp_init": C.boolean, "method": C.choice(psn_steps.SLIDING_METHODS)}
 
 
 class PSN(nnx.Module):
@@ -57,9 +59,10 @@ class PSN(nnx.Module):
     ``H[t, m] = sum_j W[t, j] X[j, m] + b[t]``; every output step sees every input step.
 
     Args:
-      T: number of time steps (fixed; ``x_seq.shape[0]`` must equal it).
-      surrogate_function: default ``ATan()`` (alpha = 2).
-      rngs: ``nnx.Rngs`` drawing ``weight``.
+      T: number of time steps, a positive int (``x_seq.shape[0]`` must equal it) (required).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``ATan()`` (alpha = 2)).
+      rngs: ``nnx.Rngs`` drawing ``weight`` (default ``None``; keyword-only).
 
     Parameters: ``weight`` ``[T, T]`` ~ ``U(-1/sqrt(T), 1/sqrt(T))``, ``bias`` ``[T, 1]`` = -1.
     Shapes: ``[T, N, *] -> [T, N, *]`` (spikes in the input dtype). Like the reference it has no
@@ -101,6 +104,7 @@ class _QueuedPSN(MemoryModule):
 
     arg_checks = _PSN_CHECKS
     sequence_keys: ClassVar[tuple[str, ...]] = ()   # further static keywords of sequence_fn
+    sequence_fn: ClassVar[Callable[..., Array]]      # the whole-sequence function (subclass)
 
     def __init__(self, k: int, surrogate_function: Callable, step_mode: str):
         super().__init__(step_mode, "scan")
@@ -137,12 +141,13 @@ class MaskedPSN(_QueuedPSN):
     ``m.lambda_ = value`` (an array is fine; under ``nnx.jit`` it is traced, no re-compilation).
 
     Args:
-      k: band width (order), ``1 <= k <= T``.
-      T: number of time steps (fixed).
-      lambda_init: initial annealing factor (default 0.0).
-      surrogate_function: default ``ATan()``.
-      step_mode: ``'s'`` (default, needs ``lambda_ >= 1``) or ``'m'``.
-      rngs: ``nnx.Rngs`` drawing ``weight``.
+      k: band width (order), a positive int ``<= T`` (required).
+      T: number of time steps, a positive int (fixed) (required).
+      lambda_init: initial annealing factor ``lambda_``, a finite number (default ``0.0``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``ATan()`` (alpha = 2)).
+      step_mode: ``'s'`` (needs ``lambda_ >= 1``) or ``'m'`` (default ``'s'``).
+      rngs: ``nnx.Rngs`` drawing ``weight`` (default ``None``; keyword-only).
 
     Parameters: ``weight`` ``[T, T]`` ~ ``U(-1/sqrt(T), 1/sqrt(T))``, ``bias`` ``[T, 1]`` = -1.
     Single-step state: ``time_step`` (int32, 0-d) and ``queue`` (last ``k`` inputs,
@@ -195,7 +200,7 @@ class MaskedPSN(_QueuedPSN):
     @property
     def mask0(self) -> Array:
         """The causal band ``M_k`` (``[T, T]`` float32)."""
-        return jnp.asarray(steps.psn.band_mask(self.T, self.k))
+        return jnp.asarray(psn_steps.band_mask(self.T, self.k))
 
     @property
     def mask1(self) -> Array:
@@ -233,15 +238,17 @@ class SlidingPSN(_QueuedPSN):
     ``w_{k-1}`` weighs the current input. Any sequence length works (also ``T < k``).
 
     Args:
-      k: window length (order), ``>= 1``.
-      exp_init: ``True`` (default): ``w_i = 2^-(k-1-i)``; ``False``:
-        ``U(-1/sqrt(k), 1/sqrt(k))`` drawn from ``rngs``.
-      surrogate_function: default ``ATan()``.
-      step_mode: ``'s'`` (default) or ``'m'``.
-      rngs: ``nnx.Rngs`` (needed only with ``exp_init=False``).
-      method: keyword-only, static: how multi-step mixes over time: ``'matmul'`` (Toeplitz
-        ``[T, T]`` product), ``'conv'`` (causal convolution), ``'auto'`` (matmul up to
-        T = 256, conv beyond).
+      k: window length (order), a positive int (required).
+      exp_init: ``True``: ``w_i = 2^-(k-1-i)``; ``False``: ``U(-1/sqrt(k), 1/sqrt(k))`` drawn from
+        ``rngs`` (default ``True``).
+      surrogate_function: spike function with surrogate gradient, a surrogate *instance*
+        (:mod:`snnjax.surrogate`; a class is refused) (default ``ATan()`` (alpha = 2)).
+      step_mode: ``'s'`` (single step, ``x[N, *]``) or ``'m'`` (multi-step, ``x_seq[T, N, *]``)
+        (default ``'s'``).
+      rngs: ``nnx.Rngs`` (needed only with ``exp_init=False``) (default ``None``; keyword-only).
+      method: how multi-step mixes over time (static): ``'matmul'`` (Toeplitz ``[T, T]`` product),
+        ``'conv'`` (causal convolution) or ``'auto'`` (matmul up to T = 256, conv beyond) (default
+        ``'auto'``; keyword-only).
 
     Parameters: ``weight`` ``[k]``, ``bias`` 0-d = -1. Single-step state: ``queue`` (last ``k``
     inputs ``[k, N, *]``, zeros at first); no step limit.
@@ -256,7 +263,7 @@ class SlidingPSN(_QueuedPSN):
                  step_mode: str = "s", *, rngs: nnx.Rngs | None = None, method: str = "auto"):
         super().__init__(k, surrogate_function, step_mode)
         self.exp_init, self.method = exp_init, method
-        self.weight = (nnx.Param(jnp.asarray(steps.psn.exp_init_weight(self.k))) if self.exp_init
+        self.weight = (nnx.Param(jnp.asarray(psn_steps.exp_init_weight(self.k))) if self.exp_init
                        else _kaiming_uniform(type(self).__name__, rngs, (self.k,), self.k))
         self.bias = nnx.Param(jnp.asarray(-1.0, jnp.float32))
 

@@ -25,6 +25,13 @@ class ILCConnection(nnx.Module):
     ``weight`` ``[A*P, 1, P]`` and ``bias`` ``[A*P]``, both ``U(-1/sqrt(P), 1/sqrt(P))``
     (weight first). ``conn(s)``: ``[..., A*P] -> [..., A*P]``, see
     :func:`snnjax.steps.ilc_connection`.
+
+    Args:
+      act_dim: number of groups ``A``, a positive int (required).
+      dec_pop_dim: neurons per group ``P``, a positive int (required).
+      rngs: ``nnx.Rngs`` whose ``params`` stream draws ``weight`` and ``bias`` (required;
+        keyword-only).
+      param_dtype: dtype of the parameters (default ``jnp.float32``; keyword-only).
     """
 
     def __init__(self, act_dim: int, dec_pop_dim: int, *, rngs: nnx.Rngs,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.core  # noqa: F401  (jax.core.Tracer below: type checkers need the submodule import)
 import jax.numpy as jnp
 from flax import nnx
 

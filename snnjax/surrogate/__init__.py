@@ -30,11 +30,6 @@ from .functions import (
 from . import functions as _functions
 from .registry import SURROGATES, fused_surrogate_id, get_surrogate
 
-__all__ = [
-    "heaviside",
-    "SurrogateFunction",
-    *_functions.__all__,
-    "SURROGATES",
-    "get_surrogate",
-    "fused_surrogate_id",
-]
+__all__ = ["heaviside", "SurrogateFunction"]
+__all__ += _functions.__all__
+__all__ += ["SURROGATES", "get_surrogate", "fused_surrogate_id"]

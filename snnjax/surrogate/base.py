@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import math
 import numbers
-from typing import Any, ClassVar, Optional, Tuple
+from typing import Any, ClassVar, Optional, Tuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +33,12 @@ def heaviside(x: Any) -> Array:
     (snnjax's non-finite policy: a NaN membrane never looks like a valid spike or silence; the
     reference gives 0). Not differentiable by itself (zero gradient); the surrogate classes add
     the backward.
+
+    Args:
+      x: an array of any shape (or anything ``jnp.asarray`` takes).
+
+    Returns:
+      ``Theta(x)``, same shape and dtype as ``x``.
     """
     x = jnp.asarray(x)
     spike = (x >= 0).astype(x.dtype)
@@ -167,10 +173,11 @@ class SurrogateFunction:
     def set_spiking_mode(self, spiking: bool) -> "SurrogateFunction":
         """Return a copy with ``spiking`` set (instances are immutable)."""
         spiking = _as_bool(self.name, "spiking", spiking)
-        fields = {f.name: f for f in dataclasses.fields(self)}
+        this = cast(Any, self)   # every concrete surrogate is a dataclass
+        fields = {f.name: f for f in dataclasses.fields(this)}
         if fields["spiking"].init:
-            return dataclasses.replace(self, spiking=spiking)
-        new = dataclasses.replace(self)
+            return dataclasses.replace(this, spiking=spiking)
+        new = dataclasses.replace(this)
         object.__setattr__(new, "spiking", spiking)
         return new
 

@@ -39,19 +39,25 @@ __all__ = [
     "Rect",
 ]
 
-_frozen = dataclasses.dataclass(frozen=True)
-
 
 def _sgn0(x: Array) -> Array:
     """+1 for x >= 0 (including -0.0), -1 otherwise; carries no gradient."""
     return 2 * heaviside(x) - 1
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class Sigmoid(SurrogateFunction):
     r"""Logistic surrogate (default surrogate of the neurons; fused id 0).
 
     .. math:: \sigma'(x) = \alpha\, s(\alpha x)\,(1 - s(\alpha x)), \qquad g(x) = s(\alpha x)
+
+    Args:
+      alpha: sharpness, ``> 0`` and finite (default ``4.0``).
+      spiking: ``True`` / ``False``: spike forward with the surrogate gradient, or the smooth
+        primitive ``g(x)`` differentiated by autodiff (default ``True``).
+
+    Shapes: ``sg(x)``, ``sg.derivative(x)`` and ``sg.primitive(x)`` take ``x`` of any shape and
+    return its shape and dtype.
     """
 
     alpha: float = 4.0
@@ -68,12 +74,20 @@ class Sigmoid(SurrogateFunction):
         return jax.nn.sigmoid(self.alpha * jnp.asarray(x))
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class ATan(SurrogateFunction):
     r"""Arctangent surrogate (fused id 1).
 
     .. math:: \sigma'(x) = \frac{\alpha/2}{1 + (\frac{\pi}{2}\alpha x)^2}, \qquad
               g(x) = \frac{1}{\pi}\arctan(\tfrac{\pi}{2}\alpha x) + \tfrac12
+
+    Args:
+      alpha: sharpness, ``> 0`` and finite (default ``2.0``).
+      spiking: ``True`` / ``False``: spike forward with the surrogate gradient, or the smooth
+        primitive ``g(x)`` differentiated by autodiff (default ``True``).
+
+    Shapes: ``sg(x)``, ``sg.derivative(x)`` and ``sg.primitive(x)`` take ``x`` of any shape and
+    return its shape and dtype.
     """
 
     alpha: float = 2.0
@@ -91,12 +105,20 @@ class ATan(SurrogateFunction):
         return jnp.arctan((math.pi / 2 * self.alpha) * jnp.asarray(x)) / math.pi + 0.5
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class PiecewiseQuadratic(SurrogateFunction):
     r"""Triangular derivative (fused id 2).
 
     .. math:: \sigma'(x) = \begin{cases}\alpha - \alpha^2|x| & |x| \le 1/\alpha\\ 0 & |x| > 1/\alpha\end{cases}
     .. math:: g(x) = \begin{cases}0 & x < -1/\alpha\\ -\frac{\alpha^2}{2}x|x| + \alpha x + \frac12 & |x|\le 1/\alpha\\ 1 & x > 1/\alpha\end{cases}
+
+    Args:
+      alpha: sharpness (the window is ``|x| <= 1/alpha``), ``> 0`` and finite (default ``1.0``).
+      spiking: ``True`` / ``False``: spike forward with the surrogate gradient, or the smooth
+        primitive ``g(x)`` differentiated by autodiff (default ``True``).
+
+    Shapes: ``sg(x)``, ``sg.derivative(x)`` and ``sg.primitive(x)`` take ``x`` of any shape and
+    return its shape and dtype.
     """
 
     alpha: float = 1.0
@@ -117,12 +139,20 @@ class PiecewiseQuadratic(SurrogateFunction):
         return jnp.where(x < -w, jnp.zeros_like(x), jnp.where(x > w, jnp.ones_like(x), mid))
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class PiecewiseExp(SurrogateFunction):
     r"""Laplace-shaped derivative (fused id 3).
 
     .. math:: \sigma'(x) = \frac{\alpha}{2} e^{-\alpha|x|}, \qquad
               g(x) = \begin{cases}1 - \frac12 e^{-\alpha x} & x \ge 0\\ \frac12 e^{\alpha x} & x < 0\end{cases}
+
+    Args:
+      alpha: sharpness, ``> 0`` and finite (default ``1.0``).
+      spiking: ``True`` / ``False``: spike forward with the surrogate gradient, or the smooth
+        primitive ``g(x)`` differentiated by autodiff (default ``True``).
+
+    Shapes: ``sg(x)``, ``sg.derivative(x)`` and ``sg.primitive(x)`` take ``x`` of any shape and
+    return its shape and dtype.
     """
 
     alpha: float = 1.0
@@ -142,12 +172,20 @@ class PiecewiseExp(SurrogateFunction):
         return m - jnp.exp(-self.alpha * sgn * x) / 2 * sgn
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class SoftSign(SurrogateFunction):
     r"""Softsign surrogate, ``alpha > 0`` (fused id 4).
 
     .. math:: \sigma'(x) = \frac{1}{2\alpha(1/\alpha + |x|)^2} = \frac{\alpha}{2(1+\alpha|x|)^2},
               \qquad g(x) = \frac12\Big(\frac{\alpha x}{1 + |\alpha x|} + 1\Big)
+
+    Args:
+      alpha: sharpness, ``> 0`` and finite (default ``2.0``).
+      spiking: ``True`` / ``False``: spike forward with the surrogate gradient, or the smooth
+        primitive ``g(x)`` differentiated by autodiff (default ``True``).
+
+    Shapes: ``sg(x)``, ``sg.derivative(x)`` and ``sg.primitive(x)`` take ``x`` of any shape and
+    return its shape and dtype.
     """
 
     alpha: float = 2.0
@@ -168,13 +206,21 @@ class SoftSign(SurrogateFunction):
         return (ax / (1 + jnp.abs(ax)) + 1) / 2
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class SuperSpike(SurrogateFunction):
     r"""Fast-sigmoid derivative; ``alpha`` is the height, the width is fixed (fused id 5).
 
     .. math:: \sigma'(x) = \frac{\alpha}{(1 + |x|)^2}
 
     No primitive (as in the reference).
+
+    Args:
+      alpha: height of the derivative, ``> 0`` and finite (default ``1.0``).
+      spiking: ``True`` only in practice: there is no primitive, so ``False`` raises
+        ``NotImplementedError`` when called (default ``True``).
+
+    Shapes: ``sg(x)``, ``sg.derivative(x)`` and ``sg.primitive(x)`` take ``x`` of any shape and
+    return its shape and dtype.
     """
 
     alpha: float = 1.0
@@ -189,12 +235,20 @@ class SuperSpike(SurrogateFunction):
         return self.alpha / (z * z)
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class NonzeroSignLogAbs(SurrogateFunction):
     r"""Log-magnitude surrogate; the primitive is odd and unbounded (not in (0, 1)).
 
     .. math:: \sigma'(x) = \frac{1}{1/\alpha + |x|} = \frac{\alpha}{1+\alpha|x|}, \qquad
               g(x) = \mathrm{sgn}_0(x)\,\ln(\alpha|x| + 1)
+
+    Args:
+      alpha: sharpness, ``> 0`` and finite (default ``1.0``).
+      spiking: ``True`` / ``False``: spike forward with the surrogate gradient, or the smooth
+        primitive ``g(x)`` differentiated by autodiff (default ``True``).
+
+    Shapes: ``sg(x)``, ``sg.derivative(x)`` and ``sg.primitive(x)`` take ``x`` of any shape and
+    return its shape and dtype.
     """
 
     alpha: float = 1.0
@@ -212,12 +266,20 @@ class NonzeroSignLogAbs(SurrogateFunction):
         return m * jnp.log(self.alpha * m * x + 1)
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class Erf(SurrogateFunction):
     r"""Gaussian derivative (fused id 6).
 
     .. math:: \sigma'(x) = \frac{\alpha}{\sqrt\pi} e^{-\alpha^2 x^2}, \qquad
               g(x) = \tfrac12\,\mathrm{erfc}(-\alpha x)
+
+    Args:
+      alpha: sharpness, ``> 0`` and finite (default ``2.0``).
+      spiking: ``True`` / ``False``: spike forward with the surrogate gradient, or the smooth
+        primitive ``g(x)`` differentiated by autodiff (default ``True``).
+
+    Shapes: ``sg(x)``, ``sg.derivative(x)`` and ``sg.primitive(x)`` take ``x`` of any shape and
+    return its shape and dtype.
     """
 
     alpha: float = 2.0
@@ -234,7 +296,7 @@ class Erf(SurrogateFunction):
         return jax.lax.erfc(-self.alpha * jnp.asarray(x)) / 2
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class PiecewiseLeakyReLU(SurrogateFunction):
     r"""Box derivative with leaky tails; ``w > 0``.
 
@@ -242,6 +304,15 @@ class PiecewiseLeakyReLU(SurrogateFunction):
     .. math:: g(x) = \begin{cases}c x + c w & x < -w\\ \frac{x}{2w} + \frac12 & |x| \le w\\ c x - c w + 1 & x > w\end{cases}
 
     (The primitive's slope at :math:`|x| = w` is the middle one, as in the reference.)
+
+    Args:
+      w: half-width of the box, ``> 0`` and finite (default ``1.0``).
+      c: slope of the tails, a finite number (default ``0.01``).
+      spiking: ``True`` / ``False``: spike forward with the surrogate gradient, or the smooth
+        primitive ``g(x)`` differentiated by autodiff (default ``True``).
+
+    Shapes: ``sg(x)``, ``sg.derivative(x)`` and ``sg.primitive(x)`` take ``x`` of any shape and
+    return its shape and dtype.
     """
 
     w: float = 1.0
@@ -266,7 +337,7 @@ class PiecewiseLeakyReLU(SurrogateFunction):
         return jnp.where(x < -w, c * x + c * w, jnp.where(x > w, c * x - c * w + 1, mid))
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class SquarewaveFourierSeries(SurrogateFunction):
     r"""Truncated Fourier series of a square wave; ``n`` int >= 1 ("terms + 1"), ``T_period > 0``.
 
@@ -276,6 +347,15 @@ class SquarewaveFourierSeries(SurrogateFunction):
               g(x) = \frac12 + \frac{2}{\pi}\sum_{i=1}^{n-1}\frac{\sin((2i-1)\omega x)}{2i-1}
 
     The derivative is periodic and can be negative; ``n = 1`` gives zero gradient.
+
+    Args:
+      n: number of terms plus one, an int ``>= 1`` (default ``2``).
+      T_period: period of the square wave, ``> 0`` and finite (default ``8.0``).
+      spiking: ``True`` / ``False``: spike forward with the surrogate gradient, or the smooth
+        primitive ``g(x)`` differentiated by autodiff (default ``True``).
+
+    Shapes: ``sg(x)``, ``sg.derivative(x)`` and ``sg.primitive(x)`` take ``x`` of any shape and
+    return its shape and dtype.
     """
 
     n: int = 2
@@ -315,7 +395,7 @@ class SquarewaveFourierSeries(SurrogateFunction):
         return 0.5 + (2 / math.pi) * acc
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class S2NN(SurrogateFunction):
     r"""Sigmoid derivative on the left, :math:`\beta/(x+1)` on the right.
 
@@ -323,6 +403,15 @@ class S2NN(SurrogateFunction):
     .. math:: g(x) = \begin{cases}s(\alpha x) & x < 0\\ \beta\ln(|x+1| + 10^{-5}) + \frac12 & x \ge 0\end{cases}
 
     (The reference code's ``+0.5``, not its documentation's ``+1``.)
+
+    Args:
+      alpha: sharpness of the left (sigmoid) branch, ``> 0`` and finite (default ``4.0``).
+      beta: height of the right branch, ``> 0`` and finite (default ``1.0``).
+      spiking: ``True`` / ``False``: spike forward with the surrogate gradient, or the smooth
+        primitive ``g(x)`` differentiated by autodiff (default ``True``).
+
+    Shapes: ``sg(x)``, ``sg.derivative(x)`` and ``sg.primitive(x)`` take ``x`` of any shape and
+    return its shape and dtype.
     """
 
     alpha: float = 4.0
@@ -348,13 +437,21 @@ class S2NN(SurrogateFunction):
         return jnp.where(neg, jax.nn.sigmoid(self.alpha * xl), right)
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class QPseudoSpike(SurrogateFunction):
     r"""Heavy-tailed derivative; ``alpha > 1``.
 
     .. math:: \sigma'(x) = \Big(1 + \frac{2|x|}{\alpha - 1}\Big)^{-\alpha}
     .. math:: g(x) = \begin{cases}1 - \frac12\big(1 + \frac{2x}{\alpha-1}\big)^{1-\alpha} & x \ge 0\\
               \frac12\big(1 - \frac{2x}{\alpha-1}\big)^{1-\alpha} & x < 0\end{cases}
+
+    Args:
+      alpha: tail exponent, ``> 1`` and finite (default ``2.0``).
+      spiking: ``True`` / ``False``: spike forward with the surrogate gradient, or the smooth
+        primitive ``g(x)`` differentiated by autodiff (default ``True``).
+
+    Shapes: ``sg(x)``, ``sg.derivative(x)`` and ``sg.primitive(x)`` take ``x`` of any shape and
+    return its shape and dtype.
     """
 
     alpha: float = 2.0
@@ -377,12 +474,21 @@ class QPseudoSpike(SurrogateFunction):
         return heaviside(x) - 0.5 * sgn * base ** (1 - self.alpha)
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class LeakyKReLU(SurrogateFunction):
     r"""Constant derivatives ``k`` (right) and ``leak`` (left); constructor order ``(leak, k)``.
 
     .. math:: \sigma'(x) = \begin{cases}k & x \ge 0\\ \text{leak} & x < 0\end{cases}, \qquad
               g(x) = \begin{cases}k x & x \ge 0\\ \text{leak}\cdot x & x < 0\end{cases}
+
+    Args:
+      leak: derivative for ``x < 0``, a finite number (default ``0.0``).
+      k: derivative for ``x >= 0``, a finite number (default ``1.0``).
+      spiking: ``True`` / ``False``: spike forward with the surrogate gradient, or the smooth
+        primitive ``g(x)`` differentiated by autodiff (default ``True``).
+
+    Shapes: ``sg(x)``, ``sg.derivative(x)`` and ``sg.primitive(x)`` take ``x`` of any shape and
+    return its shape and dtype.
     """
 
     leak: float = 0.0
@@ -408,6 +514,12 @@ class FakeNumericalGradient(SurrogateFunction):
 
     At :math:`x = \pm 0` the value is :math:`\alpha` (the reference gives :math:`-\infty` at
     ``-0.0``; see docs/differences.md).
+
+    Args:
+      alpha: clip of the ``1/|x|`` derivative, ``> 0`` and finite (default ``0.3``).
+
+    Shapes: ``sg(x)``, ``sg.derivative(x)`` and ``sg.primitive(x)`` take ``x`` of any shape and
+    return its shape and dtype.
     """
 
     alpha: float = 0.3
@@ -423,12 +535,20 @@ class FakeNumericalGradient(SurrogateFunction):
         return jnp.minimum(1 / jnp.abs(x), self.alpha)
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class LogTailedReLU(SurrogateFunction):
     r"""ReLU-like derivative with a :math:`1/x` tail.  Note :math:`\sigma'(0) = \alpha` (0 by default).
 
     .. math:: \sigma'(x) = \begin{cases}\alpha & x \le 0\\ 1 & 0 < x \le 1\\ 1/x & x > 1\end{cases}
     .. math:: g(x) = \begin{cases}\alpha x & x \le 0\\ x & 0 < x \le 1\\ \ln x + 1 & x > 1\end{cases}
+
+    Args:
+      alpha: derivative for ``x <= 0``, a finite number (default ``0.0``).
+      spiking: ``True`` / ``False``: spike forward with the surrogate gradient, or the smooth
+        primitive ``g(x)`` differentiated by autodiff (default ``True``).
+
+    Shapes: ``sg(x)``, ``sg.derivative(x)`` and ``sg.primitive(x)`` take ``x`` of any shape and
+    return its shape and dtype.
     """
 
     alpha: float = 0.0
@@ -449,11 +569,18 @@ class LogTailedReLU(SurrogateFunction):
         return jnp.where(x > 1, tail, lrelu)
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class DeterministicPass(SurrogateFunction):
     r"""Straight-through estimator.
 
     .. math:: \sigma'(x) = 1, \qquad g(x) = x
+
+    Args:
+      spiking: ``True`` / ``False``: spike forward with the surrogate gradient, or the smooth
+        primitive ``g(x)`` differentiated by autodiff (default ``True``).
+
+    Shapes: ``sg(x)``, ``sg.derivative(x)`` and ``sg.primitive(x)`` take ``x`` of any shape and
+    return its shape and dtype.
     """
 
     spiking: bool = True
@@ -476,6 +603,16 @@ class MultiLevelSpikeCount(SurrogateFunction):
     .. math:: \text{spike}(x) = \mathrm{round}(\mathrm{clamp}(x, 0, K))\ \text{(half to even)}, \qquad
               \sigma'(x) = \mathbf 1[\text{grad\_min} \le x \le \text{grad\_max}]
     .. math:: g(x) = \mathrm{clamp}(x, 0, K), \qquad g'(x) = \mathbf 1[0 \le x \le K]
+
+    Args:
+      max_spike_count: largest spike count ``K``, an int ``>= 1`` (required).
+      spiking: ``True`` / ``False``: spike forward with the surrogate gradient, or the smooth
+        primitive ``g(x)`` differentiated by autodiff (default ``True``).
+      grad_window: ``(grad_min, grad_max)``, finite numbers with ``grad_min <= grad_max``, or
+        ``None``: ``(0, K)`` (default ``None``).
+
+    Shapes: ``sg(x)``, ``sg.derivative(x)`` and ``sg.primitive(x)`` take ``x`` of any shape and
+    return its shape and dtype (the spike is an integer count in that dtype).
     """
 
     max_spike_count: int
@@ -527,7 +664,7 @@ class MultiLevelSpikeCount(SurrogateFunction):
         return jnp.where(inside, x, jax.lax.stop_gradient(jnp.clip(x, 0, self.max_spike_count)))
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class PoissonPass(SurrogateFunction):
     r"""Bernoulli sampling with a straight-through gradient.  Spiking mode needs ``key``.
 
@@ -535,6 +672,15 @@ class PoissonPass(SurrogateFunction):
               \sigma'(x) = 1, \qquad g(x) = x
 
     ``x`` is the firing probability (values outside [0, 1] saturate instead of raising).
+
+    Args:
+      spiking: ``True``: sample spikes (needs ``key``) with a straight-through gradient; ``False``:
+        return ``x`` (default ``True``).
+
+    Shapes: ``sg(x)``, ``sg.derivative(x)`` and ``sg.primitive(x)`` take ``x`` of any shape and
+    return its shape and dtype.
+    In spiking mode the output is float32 and ``x`` is a probability in ``[0, 1]`` (outside it
+    saturates).
     """
 
     spiking: bool = True
@@ -563,12 +709,20 @@ class PoissonPass(SurrogateFunction):
         return jnp.asarray(x)
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class Rect(SurrogateFunction):
     r"""Rectangular-window derivative.
 
     .. math:: \sigma'(x) = \alpha\,\mathbf 1[|x| < 0.5/\alpha]\ \text{(strict)}, \qquad
               g(x) = \mathrm{clamp}(\alpha x + 0.5, 0, 1)
+
+    Args:
+      alpha: height (the window is ``|x| < 0.5/alpha``), ``> 0`` and finite (default ``1.0``).
+      spiking: ``True`` / ``False``: spike forward with the surrogate gradient, or the smooth
+        primitive ``g(x)`` differentiated by autodiff (default ``True``).
+
+    Shapes: ``sg(x)``, ``sg.derivative(x)`` and ``sg.primitive(x)`` take ``x`` of any shape and
+    return its shape and dtype.
     """
 
     alpha: float = 1.0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Mapping, Type, Union
+from typing import Any, Dict, Mapping, Type, Union, cast
 
 from . import functions as _f
 from .base import SurrogateFunction
@@ -45,6 +45,14 @@ def get_surrogate(spec: SurrogateSpec) -> SurrogateFunction:
       ``ATan(alpha=2.0, spiking=False)``.  For ``MultiLevelSpikeCount`` the resolved keys
       ``grad_min``/``grad_max`` are accepted in place of ``grad_window``; for
       ``FakeNumericalGradient`` a ``spiking`` key is applied with ``set_spiking_mode``.
+
+    Args:
+      spec: a :class:`SurrogateFunction` instance, ``None``, a class name of
+        :data:`SURROGATES` or a dict with a ``'name'`` key and the class's arguments.
+
+    Raises:
+      TypeError: ``spec`` of another type.
+      ValueError: an unknown name or argument, or an argument out of its range.
     """
     if isinstance(spec, SurrogateFunction):
         return spec
@@ -67,7 +75,7 @@ def get_surrogate(spec: SurrogateSpec) -> SurrogateFunction:
                 )
             k = kwargs.get("max_spike_count", 1)
             kwargs["grad_window"] = (kwargs.pop("grad_min", 0.0), kwargs.pop("grad_max", k))
-        allowed = [f.name for f in dataclasses.fields(cls) if f.init]
+        allowed = [f.name for f in dataclasses.fields(cast(Any, cls)) if f.init]   # a dataclass
         unknown = [k for k in kwargs if k not in allowed]
         if unknown:
             raise ValueError(
@@ -88,6 +96,12 @@ def fused_surrogate_id(sg: SurrogateFunction) -> Union[int, None]:
 
     Applies to the exact classes Sigmoid, ATan, PiecewiseQuadratic, PiecewiseExp, SoftSign,
     SuperSpike, Erf in spiking mode (subclasses excluded, as in the reference).
+
+    Args:
+      sg: a surrogate instance.
+
+    Returns:
+      ``0`` .. ``6`` for those classes, else ``None``.
     """
     fid = _FUSED_IDS.get(type(sg))
     return fid if fid is not None and sg.spiking else None
