@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 from typing import Any, Iterator
 
 import jax
@@ -129,6 +130,29 @@ def current_config() -> Config:
     return Config(**{"interpret": not on_gpu(), **_overrides.get()})
 
 
+@functools.lru_cache(maxsize=1024)
+def _compiled(step: Step) -> Step:
+    return jax.jit(step)
+
+
+def single_step(step: Step, state: Any, x: Any, params: Any = ()) -> tuple[Any, Any]:
+    """``step(state, x, params) -> (state, out)`` once, compiled once per step and static
+    configuration (a bound step is hashable by value), so an eager Python loop over single-step
+    calls costs one dispatch per call instead of one per operation; inside a trace it inlines.
+
+    Args:
+      step: the pure per-step function.
+      state: pytree of arrays, each ``[N, *]``.
+      x: the step's input, ``[N, *]``.
+      params: pytree passed to the step (default ``()``).
+    """
+    try:
+        fn = _compiled(step)
+    except TypeError:                    # an unhashable step: run it as it is
+        fn = step
+    return fn(state, x, params)
+
+
 def multi_step(step: Step, state0: Any, xs: Any, params: Any = (), *, backend: str = "auto",
                return_state_seq: bool = False, config: Config | None = None) -> tuple[Any, Any]:
     """Run ``step(state, x, params) -> (state, out)`` over the leading time axis of ``xs``.
@@ -183,4 +207,4 @@ def _engine(step: Step, state0: Any, xs: Any, params: Any, backend: str,
 
 __all__ = ["BACKENDS", "Config", "KernelLoweringError", "Step", "auto_kernel_backend",
            "check_backend", "current_config",
-           "default_config", "multi_step", "on_gpu", "pallas_multi_step", "scan_multi_step"]
+           "default_config", "multi_step", "on_gpu", "single_step", "pallas_multi_step", "scan_multi_step"]

@@ -258,7 +258,8 @@ class MemoryModule(nnx.Module):
         ``params`` (optional) overrides some or all of :meth:`params` (e.g. a traced ``tau``).
         """
         x = as_input(x, type(self).__name__)
-        return self.bound_step()(self._conform(state, x), x, self._params(params))
+        return kernels.single_step(self.bound_step(), self._conform(state, x), x,
+                                  self._params(params))
 
     def multi_step(self, state: Any, x_seq: Any, params: dict | None = None, *,
                    return_state_seq: bool = False) -> tuple[Any, Any]:
@@ -577,7 +578,8 @@ class NonSpikingBaseNode(nnx.Module):
     def step(self, state: dict, x: Any, params: dict | None = None) -> tuple[dict, Array]:
         """One integration step; returns ``(state, V[t])``."""
         x = as_input(x, type(self).__name__)
-        return self.bound_step()(self._conform(state, x), x, self._params(params))
+        return kernels.single_step(self.bound_step(), self._conform(state, x), x,
+                                  self._params(params))
 
     def multi_step(self, state: dict, x_seq: Any, params: dict | None = None) -> tuple[dict, Array]:
         """Integrate ``x_seq[T, N, *]`` from ``state``; returns ``(final_state, decoded)``."""

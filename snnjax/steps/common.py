@@ -89,7 +89,7 @@ class BoundStep:
     by the step and its configuration, not by the module that asked for it.
     """
 
-    __slots__ = ("fn", "statics", "finite_state", "_key")
+    __slots__ = ("fn", "statics", "finite_state", "_key", "__weakref__")   # jax.jit holds a weakref
 
     def __init__(self, fn: Callable, *, finite_state: bool = False, **statics: Any):
         self.fn = fn
