@@ -138,8 +138,10 @@ def test_resumed_training_is_bit_identical(tmp_path):
     assert int(model.conv.layers[1].num_batches_tracked.get_value()) == 3
     assert float(model.plif.w) != pytest.approx(0.0)        # trained away from -log(1) = 0
     assert int(optimizer.step.get_value()) == 3
-    adam = optimizer.opt_state[0]
-    assert int(adam.count.get_value()) == 3 and np.any(np.asarray(adam.nu["plif"]["w"]) != 0)
+    adam = {jax.tree_util.keystr(p): np.asarray(v) for p, v in _leaves(optimizer)}
+    assert [int(v) for k, v in adam.items() if "count" in k] == [3]
+    for moment in ("mu", "nu"):     # Adam's moments of every parameter, PLIF's w included
+        assert any(moment in k and "plif" in k and np.all(v != 0) for k, v in adam.items())
 
     _assert_same_state((restored_model, restored_optimizer), (model, optimizer))
     _uncommitted(restored_model, restored_optimizer)
@@ -150,6 +152,19 @@ def test_resumed_training_is_bit_identical(tmp_path):
     np.testing.assert_array_equal(resumed, expected)
     _assert_same_state((restored_model, restored_optimizer), (model, optimizer))
     assert len(set(losses + expected)) == 6                  # it trains: every loss differs
+
+    # at a sequence boundary the states are scalars: the README's typed form restores too
+    functional.reset_net(model)
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(tmp_path / "typed", {"model": nnx.state(model),
+                                           "optimizer": nnx.state(optimizer)})
+    checkpointer.wait_until_finished()
+    abstract_model, abstract_optimizer = nnx.eval_shape(_create)
+    graphdef_m, state_m = nnx.split(abstract_model)
+    graphdef_o, state_o = nnx.split(abstract_optimizer)
+    restored = checkpointer.restore(tmp_path / "typed", {"model": state_m, "optimizer": state_o})
+    _assert_same_state((nnx.merge(graphdef_m, restored["model"]),
+                        nnx.merge(graphdef_o, restored["optimizer"])), (model, optimizer))
 
 
 @pytest.mark.xfail(strict=True, reason="library bug: a model restored from a mid-sequence "
