@@ -95,8 +95,9 @@ def _save_and_restore(model, optimizer, path):
 
 def _uncommitted(*objs):
     """Orbax restores arrays committed to a device, and ``jit`` keys its cache on that; as NumPy
-    (keys: their data) the restored state shares the compilations of the uninterrupted run.
-    Only compile time: the values are the same."""
+    (keys: from their data) the restored run reuses the uninterrupted run's compiled step after
+    its own first step (that one compiles anew: the abstract model's static per-state ``ndim``
+    bookkeeping differs from a used model's). Compile time only: the values are the same."""
     def plain(a):
         if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
             return jax.random.wrap_key_data(np.asarray(jax.random.key_data(a)),
