@@ -168,7 +168,8 @@ def chunked_forward(model: nnx.Module, x_seq: Any, chunk: int, *,
 
     Values are those of the unchunked call up to fp32 rounding (layers see ``chunk * B`` rows
     instead of ``T * B``; parameter gradients are summed chunk by chunk, a different order of
-    the same fp32 additions): the same spikes, membranes and gradients to ~1e-6 relative.
+    the same fp32 additions): the same spikes (unless a membrane lies within rounding of the
+    threshold), membranes and gradients to ~1e-6 relative.
 
     The rule: ``model`` maps ``[T, B, *] -> [T, B, *']`` time step by time step (no mixing
     across time other than through neuron states), is built from snnjax neurons (any
@@ -213,11 +214,22 @@ def chunked_forward(model: nnx.Module, x_seq: Any, chunk: int, *,
     seq_leaf = [isinstance(v, StateSequence) for v in jax.tree_util.tree_leaves(
         rest, is_leaf=lambda v: isinstance(v, nnx.Variable))]
 
+    called: dict = {}   # path -> (_exact, _data_ndims) a call leaves in each neuron it runs
+
+    def values(m: MemoryModule) -> list:
+        return ([getattr(m, d.name).get_value() for d in m._memories]
+                + [v.get_value() for v in m.state_seq.values()])
+
     def run(carried: Any, rest: Any, xc: Any) -> tuple[Any, Any]:
         """One chunk from the states ``carried``: ``(states after, output)``."""
         before = jax.tree_util.tree_leaves(rest)
         copy = nnx.merge(graphdef, carried, rest)
+        neurons = [(p, m) for p, m in nnx.iter_modules(copy) if isinstance(m, MemoryModule)]
+        old = {p: values(m) for p, m in neurons}
         y = copy(xc)
+        for p, m in neurons:
+            if any(a is not b for a, b in zip(old[p], values(m))):
+                called[p] = (m._exact, m._data_ndims)
         _, new_carried, new_rest = nnx.split(copy, NeuronState, ...)
         after = jax.tree_util.tree_leaves(new_rest)
         changed = [n for n, a, b, s in zip(names, before, after, seq_leaf) if a is not b and not s]
@@ -241,7 +253,6 @@ def chunked_forward(model: nnx.Module, x_seq: Any, chunk: int, *,
             lambda a: jax.lax.dynamic_slice_in_dim(a, start, size, axis=0), x_seq))
 
     # the neuron states at the shapes (and dtypes) a call leaves them: the scan carry's type
-    first = min(chunk, T)
     shapes = jax.eval_shape(functools.partial(run_at, size=min(chunk, T)), carried, rest,
                             x_seq, 0)[0]
     state = jax.tree_util.tree_map(lambda v, s: jnp.broadcast_to(v, s.shape).astype(s.dtype),
@@ -265,9 +276,10 @@ def chunked_forward(model: nnx.Module, x_seq: Any, chunk: int, *,
         lambda *a: jnp.concatenate(a, axis=0), *outs)
 
     nnx.update(model, state)
-    for _, m in nnx.iter_modules(model):   # as a call leaves them: exact shapes, no recording
-        if isinstance(m, MemoryModule):
-            m._store(m.state)
+    for path, m in nnx.iter_modules(model):   # as a call leaves them: exact shapes, no recording
+        if path in called:
+            m._exact, m._data_ndims = called[path]
+            m._clear_recording()
     return out
 
 

@@ -643,8 +643,8 @@ class Chunked(nnx.Module):
     pass, so that training memory grows sublinearly in ``T``
     (:func:`snnjax.functional.chunked_forward`).
 
-    ``y_seq = module(x_seq)`` in value (the same spikes; membranes and gradients to fp32
-    rounding), computed as ``(S_{k+1}, y_k) = module|S_k(x_seq[k c : (k+1) c])`` over the
+    ``y_seq = module(x_seq)`` in value (the same spikes unless a membrane lies within rounding
+    of the threshold; membranes and gradients to fp32 rounding), computed as ``(S_{k+1}, y_k) = module|S_k(x_seq[k c : (k+1) c])`` over the
     chunks ``k`` (``c = chunk``; a shorter last chunk when ``chunk`` does not divide ``T``), the
     neuron states ``S_k`` carried from chunk to chunk; afterwards ``module``'s neurons hold the
     final states, as after ``module(x_seq)``. Memory: the forward pass keeps the ``T / c``
