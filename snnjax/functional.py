@@ -1,13 +1,15 @@
 """Network-level helpers (SpikingJelly's ``activation_based.functional`` counterparts)."""
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Sequence, cast
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from snnjax.neuron.base import STEP_MODES, MemoryModule
+from snnjax import _checks as C
+from snnjax.neuron.base import STEP_MODES, MemoryModule, NeuronState, StateSequence
 from snnjax._losses import (first_spike_index, firing_rate_mse_loss, kernel_dot_product,
                             spike_similar_loss, temporal_efficient_training_cross_entropy)
 
@@ -185,7 +187,151 @@ def chunk_multi_step_forward(split_size: int, x_seq: Array, multi_step_module: C
     return jnp.concatenate(outs)
 
 
-__all__ = ["chunk_multi_step_forward", "detach_net", "init_net_state", "memory_modules",
+def _leaf_names(state: Any) -> list[str]:
+    """``'layer/name'`` of every leaf of an ``nnx.State``, in ``tree_leaves`` order."""
+    def key(k: Any) -> str | None:
+        if isinstance(k, jax.tree_util.GetAttrKey):
+            return None if k.name == "value" else k.name
+        return str(getattr(k, "key", getattr(k, "idx", k)))
+    return ["/".join(s for s in map(key, path) if s is not None)
+            for path, _ in jax.tree_util.tree_leaves_with_path(state)]
+
+
+def chunked_forward(model: nnx.Module, x_seq: Any, chunk: int, *,
+                    policy: Callable | None = None, owner: str = "chunked_forward") -> Any:
+    """Run ``model`` on ``x_seq[T, B, *]`` in chunks of ``chunk`` time steps, every chunk
+    rematerialised in the backward pass; values as ``model(x_seq)``, memory sublinear in ``T``.
+
+    With ``n = T // chunk`` full chunks and a remainder of ``r = T - n * chunk`` steps:
+    ``S_0`` = the neuron states ``model`` holds (broadcast to their batch shapes),
+    ``(S_{k+1}, y_k) = model|S_k (x_seq[k c : (k+1) c])`` for ``k < n`` (a ``lax.scan`` over the
+    chunks, state in the carry), then the remainder chunk from ``S_n``;
+    ``y = concat(y_0, ..., y_{n-1}, y_rem)`` ``[T, B, *']``. Afterwards every neuron of ``model``
+    holds its final state, as after ``model(x_seq)``. Each chunk runs under ``jax.checkpoint``:
+    the forward pass keeps only the chunk boundary states ``S_k`` (``n`` copies of the neuron
+    state, e.g. ``[B, H]`` per hidden layer) besides the inputs and parameters; the backward pass
+    recomputes one chunk at a time, so at most one chunk's activations (``chunk / T`` of the
+    unchunked network's) are alive. The price is one extra forward pass of the network.
+    ``chunk ~ sqrt(T)`` makes the memory ``O(sqrt(T))``.
+
+    Values are those of the unchunked call up to fp32 rounding (layers see ``chunk * B`` rows
+    instead of ``T * B``; parameter gradients are summed chunk by chunk, a different order of
+    the same fp32 additions): the same spikes (unless a membrane lies within rounding of the
+    threshold), membranes and gradients to ~1e-6 relative.
+
+    The rule: ``model`` maps ``[T, B, *] -> [T, B, *']`` time step by time step (no mixing
+    across time other than through neuron states), is built from snnjax neurons (any
+    ``step_mode``; multi-step ones in ``step_mode='m'``) and layers or containers without state
+    of their own. Only neuron state (the variables declared with ``register_memory``, e.g.
+    ``v``; a :class:`~snnjax.layer.Dropout` mask) is carried. Anything else that a call changes
+    (batch norm statistics in training mode, a dropout layer drawing keys in training, state
+    recording with ``store_v_seq=True``, a layer with time-wide statistics) cannot be carried
+    and raises ``ValueError`` naming the variable: put such layers in eval mode, or run them
+    outside the chunked part.
+
+    Args:
+      model: an ``nnx.Module`` (called as ``model(x_chunk)``).
+      x_seq: the input ``[T, B, *]`` (an array, or a pytree of arrays sharing ``T``).
+      chunk: time steps per chunk, a positive int; ``chunk >= T`` is one rematerialised chunk.
+      policy: optional ``jax.checkpoint`` policy for what a chunk may save (default ``None``:
+        nothing but its inputs).
+      owner: the name used in error messages.
+
+    Returns:
+      The output ``[T, B, *']`` (a pytree like ``model``'s).
+    """
+    chunk = C.positive_int(owner, "chunk", chunk)
+    if not isinstance(model, nnx.Module):
+        raise TypeError(f"{owner}: model must be a flax.nnx.Module, got {type(model).__name__}")
+    x_seq = jax.tree_util.tree_map(jnp.asarray, x_seq)
+    leaves = jax.tree_util.tree_leaves(x_seq)
+    if not leaves or any(a.ndim < 2 for a in leaves) or len({a.shape[0] for a in leaves}) != 1:
+        raise ValueError(f"{owner}: x_seq must be [T, B, *] (every leaf with the same T >= 1), "
+                         f"got shapes {[tuple(a.shape) for a in leaves]}")
+    T = leaves[0].shape[0]
+    if T < 1:
+        raise ValueError(f"{owner}: x_seq has T = 0 time steps (T >= 1 needed)")
+    for path, m in nnx.iter_modules(model):
+        if isinstance(m, MemoryModule) and m._recording():
+            raise ValueError(f"{owner}: {type(m).__name__} at {'/'.join(map(str, path)) or '.'} "
+                             f"records its states ({m.record_flag}=True), which cannot be "
+                             f"carried over chunks; set {m.record_flag}=False (or run unchunked)")
+
+    graphdef, carried, rest = nnx.split(model, NeuronState, ...)
+    names = _leaf_names(rest)
+    seq_leaf = [isinstance(v, StateSequence) for v in jax.tree_util.tree_leaves(
+        rest, is_leaf=lambda v: isinstance(v, nnx.Variable))]
+
+    called: dict = {}   # path -> (_exact, _data_ndims) a call leaves in each neuron it runs
+
+    def values(m: MemoryModule) -> list:
+        return ([getattr(m, d.name).get_value() for d in m._memories]
+                + [v.get_value() for v in m.state_seq.values()])
+
+    def run(carried: Any, rest: Any, xc: Any) -> tuple[Any, Any]:
+        """One chunk from the states ``carried``: ``(states after, output)``."""
+        before = jax.tree_util.tree_leaves(rest)
+        copy = nnx.merge(graphdef, carried, rest)
+        neurons = [(p, m) for p, m in nnx.iter_modules(copy) if isinstance(m, MemoryModule)]
+        old = {p: values(m) for p, m in neurons}
+        y = copy(xc)
+        for p, m in neurons:
+            if any(a is not b for a, b in zip(old[p], values(m))):
+                called[p] = (m._exact, m._data_ndims)
+        _, new_carried, new_rest = nnx.split(copy, NeuronState, ...)
+        after = jax.tree_util.tree_leaves(new_rest)
+        changed = [n for n, a, b, s in zip(names, before, after, seq_leaf) if a is not b and not s]
+        if len(after) != len(before) or changed:
+            raise ValueError(f"{owner}: a call of the model changes {changed or 'its variables'}, "
+                             f"which is not neuron state and cannot be carried over chunks (only "
+                             f"the neurons' declared states are): batch statistics in training "
+                             f"mode, a dropout layer drawing keys, or another stateful layer; put "
+                             f"it in eval mode (model.eval()) or run it unchunked")
+        length = jax.tree_util.tree_leaves(xc)[0].shape[0]
+        for a in jax.tree_util.tree_leaves(y):
+            if a.ndim < 1 or a.shape[0] != length:
+                raise ValueError(f"{owner}: the model must map [T, B, *] to [T, B, *'] (time "
+                                 f"first); a chunk of {length} steps gave shape {a.shape}")
+        return new_carried, y
+
+    def run_at(carried: Any, rest: Any, x_seq: Any, start: Any, size: int) -> tuple[Any, Any]:
+        """The chunk ``x_seq[start : start + size]``, sliced inside the checkpoint (a sliced
+        input given to it would be saved for the backward pass, i.e. the whole input again)."""
+        return run(carried, rest, jax.tree_util.tree_map(
+            lambda a: jax.lax.dynamic_slice_in_dim(a, start, size, axis=0), x_seq))
+
+    # the neuron states at the shapes (and dtypes) a call leaves them: the scan carry's type
+    shapes = jax.eval_shape(functools.partial(run_at, size=min(chunk, T)), carried, rest,
+                            x_seq, 0)[0]
+    state = jax.tree_util.tree_map(lambda v, s: jnp.broadcast_to(v, s.shape).astype(s.dtype),
+                                   carried, shapes)
+    n, r = divmod(T, chunk)
+    outs = []
+    if n:
+        body_fn = jax.checkpoint(functools.partial(run_at, size=chunk), prevent_cse=False,
+                                 policy=policy)
+
+        def body(state: Any, k: Array) -> tuple[Any, Any]:
+            return body_fn(state, rest, x_seq, k * chunk)
+
+        state, ys = jax.lax.scan(body, state, jnp.arange(n))
+        outs.append(jax.tree_util.tree_map(lambda a: a.reshape((n * chunk,) + a.shape[2:]), ys))
+    if r:
+        state, y_rem = jax.checkpoint(functools.partial(run_at, size=r), policy=policy)(
+            state, rest, x_seq, n * chunk)
+        outs.append(y_rem)
+    out = outs[0] if len(outs) == 1 else jax.tree_util.tree_map(
+        lambda *a: jnp.concatenate(a, axis=0), *outs)
+
+    nnx.update(model, state)
+    for path, m in nnx.iter_modules(model):   # as a call leaves them: exact shapes, no recording
+        if path in called:
+            m._exact, m._data_ndims = called[path]
+            m._clear_recording()
+    return out
+
+
+__all__ = ["chunk_multi_step_forward", "chunked_forward", "detach_net", "init_net_state", "memory_modules",
            "multi_step_forward",
            "reset_net", "seq_to_ann_forward", "set_step_mode",
            "first_spike_index", "firing_rate_mse_loss", "kernel_dot_product",

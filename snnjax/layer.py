@@ -636,5 +636,45 @@ class Flatten(_StepModeMixin, nnx.Module):
         return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1:])
 
 
-__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "Dropout", "Flatten",
+# --- long sequences: chunked over time ---------------------------------------------------------
+
+class Chunked(nnx.Module):
+    """A network run over chunks of the time axis, each chunk rematerialised in the backward
+    pass, so that training memory grows sublinearly in ``T``
+    (:func:`snnjax.functional.chunked_forward`).
+
+    ``y_seq = module(x_seq)`` in value (the same spikes unless a membrane lies within rounding
+    of the threshold; membranes and gradients to fp32 rounding), computed as ``(S_{k+1}, y_k) = module|S_k(x_seq[k c : (k+1) c])`` over the
+    chunks ``k`` (``c = chunk``; a shorter last chunk when ``chunk`` does not divide ``T``), the
+    neuron states ``S_k`` carried from chunk to chunk; afterwards ``module``'s neurons hold the
+    final states, as after ``module(x_seq)``. Memory: the forward pass keeps the ``T / c``
+    boundary states (one neuron state each), the backward pass recomputes one chunk at a time
+    (one chunk's activations alive, ``c / T`` of the unchunked network's); the cost is one extra
+    forward pass. ``c ~ sqrt(T)`` gives ``O(sqrt(T))`` memory.
+
+    The rule: ``module`` maps ``[T, B, *] -> [T, B, *']`` step by step, built from snnjax
+    neurons and layers or containers without state of their own (only declared neuron states
+    are carried). A module that changes other state during a call (batch norm in training mode,
+    dropout drawing keys in training, ``store_v_seq=True`` recording) raises ``ValueError``.
+
+    Args:
+      module: the ``nnx.Module`` to run (e.g. ``Linear -> LIFNode(step_mode='m') -> ...``).
+      chunk: time steps per chunk (a positive int).
+
+    Input ``x_seq``: ``[T, B, *]``; output ``[T, B, *']``.
+    """
+
+    def __init__(self, module: nnx.Module, chunk: int):
+        owner = type(self).__name__
+        if not isinstance(module, nnx.Module):
+            raise TypeError(f"{owner}: module must be a flax.nnx.Module, got {module!r}")
+        self.chunk = C.positive_int(owner, "chunk", chunk)
+        self.module = module
+
+    def __call__(self, x_seq: Any) -> Any:
+        return functional.chunked_forward(self.module, x_seq, self.chunk,
+                                          owner=type(self).__name__)
+
+
+__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Chunked", "Conv2d", "Dropout", "Flatten",
            "Linear", "MaxPool2d", "MultiStepContainer", "SeqToANNContainer", "dropout_mask"]

@@ -1,0 +1,236 @@
+"""Memory and step time of the SHD-shaped training step (issue 15), per backend and memory option.
+
+The workload (the protocol of a JAX peer): 700 inputs, ``Linear(700, 128)`` -> ``LIFNode``
+(hidden, ``step_mode='m'``) -> ``Linear(128, 20)`` -> ``LIFNode`` (output), batch 256,
+T = 256 and 1024, fp32, Adam (optax, lr 1e-3), cross-entropy of the output spike counts
+``sum_t s[t]`` against integer labels; every step starts from fresh neuron states.
+
+Measured: XLA's ``memory_analysis()`` of ``jax.jit(step).lower(...).compile()`` (no buffer
+donation): temp (the SHD targets count temp alone: the input ``[T, B, 700]`` dominates the
+arguments), argument, output, alias and ``temp + argument + output - alias``; with ``--time``
+the step time, median of ``--reps`` (>= 20) synchronised calls after 3 warm-up calls, and the
+loss of the first step (the same for every variant up to fp32 rounding: same data, same initial
+parameters). Variants: ``default`` (no option: ``backend='auto'``, kernels on a GPU, ``lax.scan``
+on a CPU), ``scan``, ``pallas`` / ``mosaic`` (GPU only), and ``chunked c=K``
+(``layer.Chunked(net, chunk=K)``, default backend) for each ``--chunks`` size.
+
+    python benchmarks/bench_memory_shd.py --time --json shd.json       # T = 256, 1024
+    python benchmarks/bench_memory_shd.py --smoke                      # tiny CPU run (< 30 s)
+    python benchmarks/bench_memory_shd.py --T 256 --buffers 12         # what dominates temp
+
+``--buffers N`` prints the N largest temp buffers (XLA's memory-usage report of the buffer
+assignment, one compile with ``xla_dump_to``) of the default step at the first ``--T``.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
+from flax import nnx  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from snnjax import layer, neuron  # noqa: E402
+
+MIB = 2.0 ** 20
+N_IN, N_HIDDEN, N_OUT = 700, 128, 20
+
+
+GAIN = 8.0   # weights U(+-GAIN / sqrt(fan_in)): with PyTorch's default (GAIN = 1) nothing fires
+
+
+def _uniform(fan_in: int):
+    bound = GAIN / np.sqrt(fan_in)
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound,
+                                                                    bound)
+
+
+class SHDNet(nnx.Module):
+    """``[T, B, 700] -> Linear -> LIF -> Linear -> LIF -> [T, B, 20]`` spikes (LIF: tau 2,
+    threshold 1, hard reset to 0, sigmoid surrogate; about 3% of the hidden and output neurons
+    fire per step on the benchmark's input)."""
+
+    def __init__(self, backend: str, rngs: nnx.Rngs):
+        self.fc1 = layer.Linear(N_IN, N_HIDDEN, step_mode="m", kernel_init=_uniform(N_IN),
+                                rngs=rngs)
+        self.sn1 = neuron.LIFNode(step_mode="m", backend=backend)
+        self.fc2 = layer.Linear(N_HIDDEN, N_OUT, step_mode="m", kernel_init=_uniform(N_HIDDEN),
+                                rngs=rngs)
+        self.sn2 = neuron.LIFNode(step_mode="m", backend=backend)
+
+    def __call__(self, x_seq: jax.Array) -> jax.Array:
+        return self.sn2(self.fc2(self.sn1(self.fc1(x_seq))))
+
+
+def variants(chunks: list[int], on_gpu: bool) -> list[tuple[str, str, int | None]]:
+    """``(name, backend, chunk)`` of every measured configuration."""
+    out = [("default", "auto", None)]
+    out += [("scan", "scan", None)] if on_gpu else []   # on a CPU the default is the scan
+    out += [("pallas", "pallas", None), ("mosaic", "mosaic", None)] if on_gpu else []
+    out += [(f"chunked c={c}", "auto", c) for c in chunks]
+    return out
+
+
+def make_step(backend: str, chunk: int | None, lr: float = 1e-3):
+    """The training step ``(params, opt_state, rest, x, y) -> (params, opt_state, loss)`` and
+    its initial ``(params, opt_state, rest)``."""
+    net = SHDNet(backend, nnx.Rngs(0))
+    model = net if chunk is None else layer.Chunked(net, chunk)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    tx = optax.adam(lr)
+
+    def loss_fn(p: Any, rest: Any, x: jax.Array, y: jax.Array) -> jax.Array:
+        m = nnx.merge(graphdef, p, rest, copy=True)   # fresh neuron states every step
+        counts = m(x).sum(0)                           # [B, 20] spike counts
+        return optax.softmax_cross_entropy_with_integer_labels(counts, y).mean()
+
+    def step(params: Any, opt_state: Any, rest: Any, x: jax.Array, y: jax.Array):
+        loss, grads = jax.value_and_grad(loss_fn)(params, rest, x, y)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return step, (params, tx.init(params), rest)
+
+
+def data(T: int, batch: int, seed: int = 0) -> tuple[jax.Array, jax.Array]:
+    """Binary input spikes (rate 0.05) ``[T, B, 700]`` and labels ``[B]``."""
+    kx, ky = jax.random.split(jax.random.key(seed))
+    x = jax.random.bernoulli(kx, 0.05, (T, batch, N_IN)).astype(jnp.float32)
+    return x, jax.random.randint(ky, (batch,), 0, N_OUT)
+
+
+def compile_step(step, state, T: int, batch: int, options: dict | None = None):
+    x = jax.ShapeDtypeStruct((T, batch, N_IN), jnp.float32)
+    y = jax.ShapeDtypeStruct((batch,), jnp.int32)
+    return jax.jit(step).lower(*state, x, y).compile(compiler_options=options)
+
+
+def measure(name: str, backend: str, chunk: int | None, T: int, batch: int, *, timed: bool,
+            reps: int) -> dict:
+    step, state = make_step(backend, chunk)
+    compiled = compile_step(step, state, T, batch)
+    ma = compiled.memory_analysis()
+    row = {"T": T, "batch": batch, "variant": name, "backend": backend, "chunk": chunk,
+           "temp_mib": ma.temp_size_in_bytes / MIB,
+           "argument_mib": ma.argument_size_in_bytes / MIB,
+           "output_mib": ma.output_size_in_bytes / MIB,
+           "alias_mib": ma.alias_size_in_bytes / MIB}
+    row["total_mib"] = (row["temp_mib"] + row["argument_mib"] + row["output_mib"]
+                        - row["alias_mib"])
+    if timed:
+        x, y = data(T, batch)
+        loss = compiled(*state, x, y)[2]
+        row["loss"] = float(loss)
+        for _ in range(3):
+            jax.block_until_ready(compiled(*state, x, y))
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            jax.block_until_ready(compiled(*state, x, y))
+            times.append((time.perf_counter() - t0) * 1e3)
+        row["step_ms"] = float(np.median(times))
+        del x
+    return row
+
+
+_REPORT_LINE = re.compile(r"^\s*[\d.]+\w*B\(\s*\d+%\);\s*([\d.]+)(\w*B);\s*\d+;\s*\d+;\s*(.*)$")
+_UNITS = {"B": 1.0, "KiB": 2.0 ** 10, "MiB": MIB, "GiB": 2.0 ** 30}
+
+
+def largest_buffers(T: int, batch: int, top: int, backend: str = "auto",
+                    chunk: int | None = None) -> list[tuple[float, str]]:
+    """The ``top`` largest buffers (MiB, shapes sharing the slot) of XLA's memory-usage report
+    of the step's buffer assignment (parameters included: the input ``[T, B, 700]`` is one)."""
+    step, state = make_step(backend, chunk)
+    with tempfile.TemporaryDirectory() as tmp:
+        compile_step(step, state, T, batch, {"xla_dump_to": tmp})
+        reports = [p for p in glob.glob(os.path.join(tmp, "*memory-usage-report.txt"))
+                   if "jit_step" in os.path.basename(p)]
+        if not reports:
+            return []
+        with open(max(reports, key=os.path.getmtime)) as f:
+            lines = f.read().splitlines()
+    found = []
+    for line in lines:
+        m = _REPORT_LINE.match(line)
+        if m:
+            found.append((float(m.group(1)) * _UNITS[m.group(2)] / MIB, m.group(3).strip()))
+    return sorted(found, key=lambda t: -t[0])[:top]
+
+
+def table(rows: list[dict]) -> str:
+    timed = any("step_ms" in r for r in rows)
+    head = ["T", "variant", "temp MiB", "argument MiB", "output MiB", "alias MiB",
+            "temp+arg+out-alias MiB"] + (["step ms", "loss (1st step)"] if timed else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [str(r["T"]), r["variant"]] + [f"{r[k]:.1f}" for k in (
+            "temp_mib", "argument_mib", "output_mib", "alias_mib", "total_mib")]
+        if timed:
+            cells += [f"{r['step_ms']:.2f}" if "step_ms" in r else "-",
+                      f"{r['loss']:.6f}" if "loss" in r else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--T", default="256,1024", help="comma-separated sequence lengths")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--chunks", default="8,16,32,64", help="chunk sizes of the chunked option")
+    p.add_argument("--time", action="store_true", help="also time the step (median of --reps)")
+    p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--smoke", action="store_true", help="tiny CPU run: batch 8, T=32, chunk 12 (a remainder chunk)")
+    p.add_argument("--buffers", type=int, default=0, help="print the N largest buffers of the "
+                   "default step at the first T")
+    p.add_argument("--json", default=None, help="write the rows to this file")
+    args = p.parse_args(argv)
+    if args.reps < 20:
+        p.error(f"--reps must be >= 20 (the protocol: median of at least 20 calls), got {args.reps}")
+    return args
+
+
+def main(args: argparse.Namespace) -> list[dict]:
+    if args.smoke:
+        args.T, args.batch, args.chunks, args.time = "32", 8, "12", True
+    Ts = [int(t) for t in str(args.T).split(",")]
+    chunks = [int(c) for c in str(args.chunks).split(",") if c]
+    on_gpu = jax.default_backend() == "gpu"
+    print(f"# SHD-shaped step: 700-128-20 LIF, batch {args.batch}, fp32, Adam; device "
+          f"{jax.devices()[0].device_kind} ({jax.default_backend()}); JAX {jax.__version__}")
+    rows = []
+    for T in Ts:
+        for name, backend, chunk in variants(chunks, on_gpu):
+            row = measure(name, backend, chunk, T, args.batch, timed=args.time, reps=args.reps)
+            rows.append(row)
+            print(f"T={T} {name}: temp {row['temp_mib']:.1f} MiB"
+                  + (f", {row['step_ms']:.2f} ms" if "step_ms" in row else ""), flush=True)
+    print()
+    print(table(rows))
+    if args.buffers:
+        T = Ts[0]
+        print(f"\nLargest buffers of the default step at T={T} (MiB; shapes sharing one slot):")
+        for size, shapes in largest_buffers(T, args.batch, args.buffers):
+            print(f"  {size:8.2f}  {shapes}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": jax.devices()[0].device_kind, "jax": jax.__version__,
+                       "batch": args.batch, "rows": rows}, f, indent=1)
+    return rows
+
+
+if __name__ == "__main__":
+    main(parse_args())
