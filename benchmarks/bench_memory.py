@@ -48,7 +48,12 @@ from flax import nnx
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from snnjax import _spikes, layer, neuron  # noqa: E402
+from snnjax import layer, neuron  # noqa: E402
+
+try:
+    from snnjax import _spikes  # noqa: E402
+except ImportError:           # an older snnjax (the 'before' figures): no memory options
+    _spikes = None
 
 MIB = 2.0 ** 20
 POOL_AFTER = (1, 3, 5)          # max pooling after blocks 2, 4 and 6 (0-based 1, 3, 5)
@@ -169,7 +174,8 @@ def measure(path: str, T: int, args: argparse.Namespace) -> dict:
     key = jax.random.PRNGKey(1)
     x = jax.random.uniform(key, (args.batch, args.size, args.size, 3), jnp.float32)
     y = jax.random.randint(jax.random.PRNGKey(2), (args.batch,), 0, 10)
-    ctx = _spikes.compact_storage(False) if path == "nostore" else contextlib.nullcontext()
+    ctx = (_spikes.compact_storage(False) if path == "nostore" and _spikes is not None
+           else contextlib.nullcontext())
     with ctx:
         jitted = jax.jit(step)
         t0 = time.perf_counter()

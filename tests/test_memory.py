@@ -68,9 +68,10 @@ def _equal(a, b):
 def test_storage_and_scan_recompute_give_the_same_gradients(shape, channels, pools):
     x = jax.random.normal(jax.random.PRNGKey(1), shape) * 2.0
     model = _cnn(channels, pools)
-    got, stats, _ = _grads(model, x)
-    want, stats0, _ = _grads(model, x, store=False, recompute=False)
+    got, stats, mem = _grads(model, x)
+    want, stats0, mem0 = _grads(model, x, store=False, recompute=False)
     _equal(got, want)
+    assert mem < mem0         # compiled temp memory of the training gradient
     _equal(jax.tree_util.tree_leaves(stats), jax.tree_util.tree_leaves(stats0))
     assert any(float(jnp.abs(g).max()) > 0 for g in got)   # gradients reach every layer
 
@@ -123,14 +124,6 @@ def test_tags_follow_the_rule():
     assert not _spikes.is_binary(x)
     with _spikes.compact_storage(False):
         assert not _spikes.is_binary(neuron.LIFNode(step_mode="m")(x))
-
-
-def test_scan_recompute_keeps_less_memory():
-    x = jax.random.normal(jax.random.PRNGKey(1), (4, 2, 8, 8, 3))
-    model = _cnn(8, (True, False))
-    _, _, new = _grads(model, x)
-    _, _, old = _grads(model, x, store=False, recompute=False)
-    assert new < old
 
 
 def test_bad_memory_options():
