@@ -4,7 +4,8 @@ Layout: Flax's, channels last. A SpikingJelly ``[T, N, C, H, W]`` sequence is
 ``[T, B, H, W, C]`` here, a single step ``[N, C, H, W]`` is ``[B, H, W, C]``.
 
 * Containers: :class:`SeqToANNContainer` (stateless layers applied to ``[T, B, *]`` with time
-  folded into the batch), :class:`MultiStepContainer` (single-step layers run step by step).
+  folded into the batch), :class:`MultiStepContainer` (single-step layers run step by step),
+  :class:`Remat` (any modules, rematerialised in the backward pass: a memory option).
   Both keep their modules, in order, in the attribute ``layers`` (an ``nnx.List``).
 * :class:`Dropout`: one mask per sequence, shared by every time step, kept until ``reset_net``.
 * Step-mode layers: :class:`Linear`, :class:`Conv2d`, :class:`BatchNorm2d`, :class:`MaxPool2d`,
@@ -17,6 +18,7 @@ containers unchanged.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -26,6 +28,7 @@ import numpy as np
 from flax import nnx
 
 from snnjax import _checks as C
+from snnjax import _spikes
 from snnjax import functional
 from snnjax.neuron.base import STEP_MODES, MemoryModule
 
@@ -53,6 +56,39 @@ def _apply_all(layers: Sequence[Callable], x: Any) -> Any:
     return x
 
 
+# --- memory: compact storage of binary inputs, rematerialisation -------------------------------
+
+def _check_has_params(owner: str, option: str, modules: Any) -> None:
+    """``remat`` recomputes a block to save its residuals; without parameters there is no
+    backward through weights to trade for, and the option is refused."""
+    if not jax.tree_util.tree_leaves(nnx.state(modules, nnx.Param)):
+        raise ValueError(f"{owner}: {option} needs a block with parameters (a convolution, a "
+                         f"linear layer, a batch norm...); these modules have none: "
+                         f"{[type(m).__name__ for m in modules]}")
+
+
+def _preserves_binary(layers: Sequence[Any]) -> bool:
+    """Layers whose output is binary whenever their input is (max of 0/1/NaN values, reshapes)."""
+    return len(layers) > 0 and all(isinstance(m, (MaxPool2d, Flatten)) for m in layers)
+
+
+def _checkpointed(fn: Callable, module: Any, x: Array, binary: bool, *, save: bool) -> Any:
+    """``fn(module, x)`` whose backward keeps only what the options allow.
+
+    ``binary``: ``x`` is a spike tensor (0, 1, NaN): it is kept as ``int8`` and decoded again in
+    the backward (exact). ``save=True``: every other residual is saved as usual (only the decode
+    is redone); ``save=False`` (remat): nothing is saved but the input (its ``int8`` code when
+    binary), the whole forward is recomputed in the backward. State updates (batch-norm running
+    statistics, neuron states) are outputs of the forward: they happen once, a recomputation
+    changes nothing.
+    """
+    policy = _spikes.saving_all_but_input if save else jax.checkpoint_policies.nothing_saveable
+    if binary:
+        run = nnx.remat(lambda mod, code, a: fn(mod, _spikes.decoded(code, a)), policy=policy)
+        return run(module, _spikes.encode(x), x)
+    return nnx.remat(fn, policy=policy)(module, x)
+
+
 # --- containers --------------------------------------------------------------------------------
 
 class SeqToANNContainer(nnx.Module):
@@ -66,24 +102,86 @@ class SeqToANNContainer(nnx.Module):
     Args:
       *modules: callables applied in order (``nnx`` layers, :mod:`snnjax.layer` layers with
         ``step_mode='s'``, plain functions such as ``nnx.relu``).
+      remat: recompute the layers in the backward pass from the input instead of keeping their
+        activations (keyword-only; a ``ValueError`` if no module has parameters).
+
+    Memory (always on): when ``x_seq`` is the spike output of a binary spiking neuron (the rule
+    in the README's "Memory"), the backward keeps it as ``int8`` (0, 1, NaN -> -1) instead of
+    its floating dtype; values and gradients are unchanged. A container of only
+    :class:`MaxPool2d` / :class:`Flatten` passes the binary tag on to its output.
 
     Input ``x_seq``: ``[T, B, *]``; output ``[T, B, *']``.
     """
 
-    def __init__(self, *modules: Callable):
-        _check_single_step(type(self).__name__, modules)
+    def __init__(self, *modules: Callable, remat: bool = False):
+        owner = type(self).__name__
+        _check_single_step(owner, modules)
         self.layers = nnx.List(modules)
+        self.remat = C.boolean(owner, "remat", remat)
+        if self.remat:
+            _check_has_params(owner, "remat=True", self.layers)
 
     def __call__(self, x_seq: Array) -> Array:
-        return functional.seq_to_ann_forward(x_seq, self._forward)
+        binary = _spikes.is_binary(x_seq)
+        y = functional.seq_to_ann_forward(x_seq, functools.partial(self._stored, binary))
+        return _spikes.tag(y) if binary and _preserves_binary(self.layers) else y
+
+    def _stored(self, binary: bool, x: Array) -> Array:
+        """``_forward`` with its backward's storage chosen: a binary input kept as ``int8``;
+        ``remat=True``: nothing but the input kept, the layers recomputed in the backward."""
+        if self.remat:
+            return _checkpointed(lambda mod, a: mod._forward(a), self, x, binary, save=False)
+        if binary:
+            return _checkpointed(lambda mod, a: mod._forward(a), self, x, True, save=True)
+        return self._forward(x)
 
     def _forward(self, x: Array) -> Array:
-        """The layers on the folded ``[T*B, *]`` batch (the one place that sees no time axis).
-
-        Kept separate from ``__call__`` so that a memory option (e.g. saving binary inputs as
-        int8 for the backward pass) can wrap exactly this function in a ``custom_vjp`` /
-        checkpoint boundary."""
+        """The layers on the folded ``[T*B, *]`` batch (the one place that sees no time axis)."""
         return _apply_all(self.layers, x)
+
+
+class Remat(nnx.Module):
+    """Modules run in order, rematerialised in the backward pass (a memory option).
+
+    ``y = f_K(...f_1(x))`` as :class:`nnx.Sequential`; the backward keeps only the input ``x``
+    (as ``int8`` when ``x`` is a spike tensor, see the README's "Memory") and recomputes the
+    forward of the block from it, trading one more forward of the block for the memory of
+    every activation inside. Wrap one ``conv-BN-neuron`` block, or ``k`` consecutive blocks
+    (every ``k`` blocks), e.g.::
+
+        Remat(SeqToANNContainer(Conv2d(...), BatchNorm2d(...)), LIFNode(step_mode='m'),
+              SeqToANNContainer(MaxPool2d(2)))
+
+    Batch-norm running statistics and neuron states are updated once per call: they are
+    outputs of the forward, the recomputation in the backward changes nothing.
+
+    Args:
+      *modules: callables applied in order (any step modes; the block sees what the modules
+        would see without it). At least one must have parameters (``nnx.Param``), else a
+        ``ValueError`` (nothing to trade memory for).
+
+    Input / output: those of the modules.
+    """
+
+    def __init__(self, *modules: Callable):
+        owner = type(self).__name__
+        for i, m in enumerate(modules):
+            if not callable(m):
+                raise TypeError(f"{owner}: module {i} must be callable, got {m!r}")
+        if not modules:
+            raise ValueError(f"{owner}: needs at least one module")
+        self.layers = nnx.List(modules)
+        _check_has_params(owner, "rematerialisation", self.layers)
+
+    def __call__(self, x: Array) -> Array:
+        binary_out = []
+
+        def run(mod: "Remat", a: Array) -> Array:
+            y = _apply_all(mod.layers, a)
+            binary_out.append(_spikes.is_binary(y))
+            return y
+        y = _checkpointed(run, self, x, _spikes.is_binary(x), save=False)
+        return _spikes.tag(y) if binary_out and binary_out[0] else y
 
 
 class MultiStepContainer(nnx.Module):
@@ -420,9 +518,12 @@ class BatchNorm2d(_StepModeMixin, nnx.Module):
         xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
         if self.use_running_average and self.track_running_stats:
             mean, var = self.running_mean.get_value(), self.running_var.get_value()
+            centred = xf - mean
         else:
             mean = xf.mean(axes)
-            var = jnp.square(xf - mean).mean(axes)
+            centred = xf - mean
+            # d * d == square(d) exactly; its backward keeps d (already kept), not 2 d
+            var = (centred * centred).mean(axes)
             if self.track_running_stats and not self.use_running_average:
                 n = math.prod(x.shape[:-1])
                 tracked = self.num_batches_tracked.get_value() + 1
@@ -434,10 +535,13 @@ class BatchNorm2d(_StepModeMixin, nnx.Module):
                 self.running_var.set_value(((1 - m) * self.running_var.get_value()
                                             + m * sg(unbiased)).astype(jnp.float32))
                 self.num_batches_tracked.set_value(tracked)
-        y = (xf - mean) * jax.lax.rsqrt(var + self.eps)
+        # y = (x - mu) * (rsqrt(var + eps) * weight) + bias: the backward keeps the centred
+        # input and per-channel numbers only (no normalised copy of the input)
+        scale = jax.lax.rsqrt(var + self.eps)
         if self.affine:
-            y = y * self.weight.get_value() + self.bias.get_value()
-        return y.astype(x.dtype)
+            return (centred * (scale * self.weight.get_value())
+                    + self.bias.get_value()).astype(x.dtype)
+        return (centred * scale).astype(x.dtype)
 
 
 def _pool_padding(owner: str, size: tuple[int, int], kernel: tuple[int, int],
@@ -676,5 +780,6 @@ class Chunked(nnx.Module):
                                           owner=type(self).__name__)
 
 
-__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Chunked", "Conv2d", "Dropout", "Flatten",
-           "Linear", "MaxPool2d", "MultiStepContainer", "SeqToANNContainer", "dropout_mask"]
+__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Chunked", "Conv2d", "Dropout",
+           "Flatten", "Linear", "MaxPool2d", "MultiStepContainer", "Remat", "SeqToANNContainer",
+           "dropout_mask"]

@@ -1,6 +1,13 @@
 """The reference sequence engine: a step function under ``lax.scan``.
 
 Every other backend (the generated Pallas kernels) is tested against this one.
+
+Memory: the backward pass keeps only the inputs (``xs``, ``state0``, ``params``). The whole time
+loop is a ``jax.checkpoint`` that saves nothing else, and its step is a checkpoint too, so the
+recomputation in the backward keeps one carry per step (the state) and re-runs each step's
+forward from it. Values and gradients are the plain scan's (the same operations run again).
+Sequences of at most ``UNROLL_MAX`` steps are unrolled: XLA then frees per-step buffers that a
+loop keeps for the whole sequence.
 """
 from __future__ import annotations
 
@@ -10,6 +17,10 @@ import jax
 import jax.numpy as jnp
 
 Step = Callable[[Any, Any, Any], tuple[Any, Any]]
+RECOMPUTE = True      # the memory-saving backward (module switch, for tests and benchmarks)
+UNROLL_MAX = 32       # full unrolling up to this many steps (when RECOMPUTE)
+
+_NOTHING = jax.checkpoint_policies.nothing_saveable
 
 
 def scan_multi_step(step: Step, state0: Any, xs: Any, params: Any = (), *,
@@ -23,7 +34,7 @@ def scan_multi_step(step: Step, state0: Any, xs: Any, params: Any = (), *,
       params: pytree passed unchanged to every step.
       return_state_seq: if True return the state after every step (``[T, N, *]`` leaves)
         instead of the final state.
-      unroll: steps per ``lax.scan`` iteration, a positive int (default ``1``).
+      unroll: ``lax.scan``'s unroll (short sequences are fully unrolled anyway, see the module).
 
     Returns:
       ``(final_state, outs)`` or ``(state_seq, outs)``; ``outs`` leaves are ``[T, N, *]``.
@@ -32,5 +43,17 @@ def scan_multi_step(step: Step, state0: Any, xs: Any, params: Any = (), *,
         new_state, out = step(state, x, params)
         return new_state, (out, new_state if return_state_seq else None)
 
-    final_state, (outs, state_seq) = jax.lax.scan(body, state0, xs, unroll=unroll)
+    leaves = jax.tree_util.tree_leaves(xs)
+    T = leaves[0].shape[0] if leaves else 0
+
+    def run(state0, xs):
+        if not RECOMPUTE:
+            return jax.lax.scan(body, state0, xs, unroll=unroll)
+        full = 0 < T <= UNROLL_MAX
+        return jax.lax.scan(jax.checkpoint(body, prevent_cse=full, policy=_NOTHING), state0, xs,
+                            unroll=True if full else unroll)
+
+    if RECOMPUTE:
+        run = jax.checkpoint(run, policy=_NOTHING)
+    final_state, (outs, state_seq) = run(state0, xs)
     return (state_seq if return_state_seq else final_state), outs

@@ -18,6 +18,7 @@ import numpy as np
 from flax import nnx
 
 from snnjax import _checks as C
+from snnjax import _spikes
 from snnjax import kernels, steps
 from snnjax import surrogate as sg
 from snnjax.steps.common import BoundStep
@@ -293,7 +294,7 @@ class MemoryModule(nnx.Module):
         x = as_input(x, type(self).__name__)
         state, out = self.step(self.stored_state(x), x)
         self._store(state, jax.tree_util.tree_map(lambda a: a[None], state), append=True)
-        return out
+        return _spikes.mark_neuron_output(self, out)   # spikes: kept as int8 where stored
 
     def multi_step_forward(self, x_seq: Any) -> Any:
         """Stateful multi-step call on ``x_seq[T, N, *]``: reads and updates the stored state."""
@@ -304,7 +305,7 @@ class MemoryModule(nnx.Module):
                                    x_seq, return_state_seq=record)
         final = jax.tree_util.tree_map(lambda a: a[-1], res) if record else res
         self._store(final, res if record else None)
-        return out
+        return _spikes.mark_neuron_output(self, out)   # spikes: kept as int8 where stored
 
     def stored_state(self, x: Any) -> Any:
         """The stored variables as the step's state for input ``x``, checked (see the class doc)."""

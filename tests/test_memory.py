@@ -1,0 +1,138 @@
+"""Memory options (issue 15): compact spike storage, the scan path's recomputing backward, Remat.
+
+Every gradient is compared with the unoptimised path (compact storage off, plain scan). The
+options re-run the same operations on the same values, but XLA fuses and orders the reductions
+of the recomputed graph differently (conv weight gradients, batch-norm sums), so the documented
+tolerance is fp32 rounding: |a - b| <= 2e-5 |b| + 2e-6 max|b| (measured: 1e-5 relative at most).
+"""
+RTOL, ATOL = 2e-5, 2e-6
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from snnjax import _spikes, layer, neuron, surrogate
+from snnjax.kernels import scan as scan_mod
+
+
+def _cnn(channels, pools, *, remat=False, seed=0):
+    rngs = nnx.Rngs(seed)
+    mods, cin = [], 3
+    for i in range(len(pools)):
+        block = [layer.SeqToANNContainer(layer.Conv2d(cin, channels, 3, padding=1, bias=False,
+                                                      rngs=rngs),
+                                         layer.BatchNorm2d(channels)),
+                 neuron.LIFNode(step_mode="m", backend="scan", detach_reset=True,
+                                surrogate_function=surrogate.ATan(alpha=3.0))]
+        if pools[i]:
+            block.append(layer.SeqToANNContainer(layer.MaxPool2d(2)))
+        mods += [layer.Remat(*block)] if remat else block
+        cin = channels
+    return nnx.List(mods)
+
+
+def _grads(model, x, *, store=True, recompute=True):
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def loss(params, rest, x):
+        m = nnx.merge(graphdef, params, rest, copy=True)
+        h = x
+        for f in m:
+            h = f(h)
+        w = jnp.cos(jnp.arange(h.size, dtype=h.dtype)).reshape(h.shape)
+        return (h * w).sum(), nnx.state(m, nnx.BatchStat)
+
+    old = scan_mod.RECOMPUTE
+    scan_mod.RECOMPUTE = recompute
+    try:
+        with _spikes.compact_storage(store):
+            fn = jax.jit(jax.grad(loss, argnums=(0, 2), has_aux=True))
+            compiled = fn.lower(params, rest, x).compile()
+            (g_params, g_x), stats = compiled(params, rest, x)
+            mem = compiled.memory_analysis().temp_size_in_bytes
+    finally:
+        scan_mod.RECOMPUTE = old
+    return jax.tree_util.tree_leaves(g_params) + [g_x], stats, mem
+
+
+def _equal(a, b):
+    assert len(a) == len(b)
+    for u, v in zip(a, b):
+        u, v = np.asarray(u), np.asarray(v)
+        np.testing.assert_allclose(u, v, rtol=RTOL, atol=ATOL * float(np.abs(v).max()))
+
+
+@pytest.mark.parametrize("shape,channels,pools", [((3, 2, 8, 8, 3), 4, (True, False)),
+                                                  ((2, 3, 4, 4, 3), 6, (False, True))])
+def test_storage_and_scan_recompute_give_the_same_gradients(shape, channels, pools):
+    x = jax.random.normal(jax.random.PRNGKey(1), shape) * 2.0
+    model = _cnn(channels, pools)
+    got, stats, mem = _grads(model, x)
+    want, stats0, mem0 = _grads(model, x, store=False, recompute=False)
+    _equal(got, want)
+    assert mem < mem0         # compiled temp memory of the training gradient
+    _equal(jax.tree_util.tree_leaves(stats), jax.tree_util.tree_leaves(stats0))
+    assert any(float(jnp.abs(g).max()) > 0 for g in got)   # gradients reach every layer
+
+
+def test_remat_same_gradients_and_batch_stats_updated_once():
+    x = jax.random.normal(jax.random.PRNGKey(2), (3, 2, 8, 8, 3)) * 2.0
+    plain, stats0, _ = _grads(_cnn(4, (True, False)), x)
+    got, stats, _ = _grads(_cnn(4, (True, False), remat=True), x)
+    _equal(got, plain)
+    leaves = jax.tree_util.tree_leaves(stats)
+    _equal(leaves, jax.tree_util.tree_leaves(stats0))
+    counts = [int(v) for v in leaves if np.ndim(v) == 0]
+    assert counts == [1, 1]        # num_batches_tracked of both batch norms: one update
+    # the running mean is one momentum step from 0 towards the batch mean (NumPy reference)
+    m = _cnn(4, (True, False))
+    conv = m[0].layers[0]
+    y = np.asarray(conv(x.reshape((6,) + x.shape[2:])))
+    want = 0.1 * y.mean((0, 1, 2))
+    np.testing.assert_allclose(np.asarray(leaves[1] if leaves[1].shape == (4,) else leaves[0]),
+                               want, rtol=1e-5, atol=1e-6)
+
+
+def test_nan_input_same_nan_gradients():
+    rngs = nnx.Rngs(0)
+    model = nnx.List([layer.SeqToANNContainer(layer.Conv2d(2, 3, 3, padding=1, rngs=rngs)),
+                      neuron.LIFNode(step_mode="m", backend="scan"),
+                      layer.SeqToANNContainer(layer.MaxPool2d(2)),
+                      layer.SeqToANNContainer(layer.Conv2d(3, 2, 1, rngs=rngs))])
+    x = np.asarray(jax.random.normal(jax.random.PRNGKey(3), (3, 2, 6, 6, 2))) * 3.0
+    x[1, 0, 2, 3, 1] = np.nan
+    got, _, _ = _grads(model, jnp.asarray(x))
+    want, _, _ = _grads(model, jnp.asarray(x), store=False, recompute=False)
+    for u, v in zip(got, want):
+        u, v = np.asarray(u), np.asarray(v)
+        np.testing.assert_array_equal(np.isnan(u), np.isnan(v))
+        np.testing.assert_allclose(u[~np.isnan(u)], v[~np.isnan(v)], rtol=RTOL,
+                                   atol=ATOL * float(np.abs(v[~np.isnan(v)]).max(initial=1.0)))
+    assert any(np.isnan(np.asarray(g)).any() for g in got)
+
+
+def test_tags_follow_the_rule():
+    x = jnp.ones((2, 3, 4))
+    assert _spikes.is_binary(neuron.LIFNode(step_mode="m")(x))
+    assert _spikes.is_binary(neuron.IFNode(step_mode="m", surrogate_function=surrogate.ATan())(x))
+    assert not _spikes.is_binary(neuron.LIFNode(
+        step_mode="m", surrogate_function=surrogate.MultiLevelSpikeCount(4))(x))
+    assert not _spikes.is_binary(neuron.LIFNode(
+        step_mode="m", surrogate_function=surrogate.Sigmoid(spiking=False))(x))
+    assert not _spikes.is_binary(neuron.NonSpikingLIFNode()(x))
+    assert not _spikes.is_binary(x)
+    with _spikes.compact_storage(False):
+        assert not _spikes.is_binary(neuron.LIFNode(step_mode="m")(x))
+
+
+def test_bad_memory_options():
+    with pytest.raises(ValueError, match="SeqToANNContainer: remat=True needs a block with "
+                                         "parameters.*MaxPool2d"):
+        layer.SeqToANNContainer(layer.MaxPool2d(2), remat=True)
+    with pytest.raises(TypeError, match="SeqToANNContainer: remat must be"):
+        layer.SeqToANNContainer(layer.MaxPool2d(2), remat=1)
+    with pytest.raises(ValueError, match="Remat: rematerialisation needs a block with parameters"):
+        layer.Remat(neuron.LIFNode(step_mode="m"), layer.SeqToANNContainer(layer.MaxPool2d(2)))
+    with pytest.raises(ValueError, match="Remat: needs at least one module"):
+        layer.Remat()
