@@ -259,7 +259,9 @@ def chunked_forward(model: nnx.Module, x_seq: Any, chunk: int, *,
 
     graphdef, carried, rest = nnx.split(model, NeuronState, ...)
     names = _leaf_names(rest)
-    seq_leaf = [isinstance(v, StateSequence) for v in jax.tree_util.tree_leaves(
+    # recordings and parameters are exempt: a container's checkpoint (spike storage) hands
+    # the layers new parameter arrays of the same values; a forward pass never updates them
+    seq_leaf = [isinstance(v, (StateSequence, nnx.Param)) for v in jax.tree_util.tree_leaves(
         rest, is_leaf=lambda v: isinstance(v, nnx.Variable))]
 
     called: dict = {}   # path -> (_exact, _data_ndims) a call leaves in each neuron it runs

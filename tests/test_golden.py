@@ -14,6 +14,7 @@ import os
 import jax.numpy as jnp
 import pytest
 
+import golden_checks
 import registry
 from golden_utils import GOLDEN, load_case
 from snnjax import kernels
@@ -27,9 +28,21 @@ def _ids(cases):
     return [registry.case_id(e, n) for e, n in cases]
 
 
+# The API-consistency checks (the pure single-step loop, the stateful call in every step mode)
+# run on the first case of each class and of each class's every-few cases; the other cases
+# check the pure multi-step forward, states and gradients and one stateful mode (all against
+# the reference data). SNNJAX_ALL_GOLDEN=1: every check on every case.
+_FIRST = {}
+for _e, _n in SCAN:
+    _FIRST.setdefault(_e.name, []).append(_n)
+FULL_API_EVERY = 4
+
+
 @pytest.mark.parametrize("entry, name", SCAN, ids=_ids(SCAN))
 def test_golden(entry, name):
-    entry.check(load_case(name), "scan")
+    full = registry.all_golden() or _FIRST[entry.name].index(name) % FULL_API_EVERY == 0
+    with golden_checks.api_checks(full):
+        entry.check(load_case(name), "scan")
 
 
 def _kernel_params(cases):
@@ -43,7 +56,9 @@ def _kernel_params(cases):
 
 @pytest.mark.parametrize("entry, name", _kernel_params(KERNEL))
 def test_golden_pallas(entry, name):
-    entry.check(load_case(name), os.environ.get("SNNJAX_KERNEL_BACKEND", "pallas"))
+    # the single-step loop runs no kernel (test_golden covers it); one stateful mode, 'm'
+    with golden_checks.api_checks(registry.all_golden()):
+        entry.check(load_case(name), os.environ.get("SNNJAX_KERNEL_BACKEND", "pallas"))
 
 
 # --- the registry itself ---------------------------------------------------------------------

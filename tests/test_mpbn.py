@@ -232,8 +232,9 @@ def test_store_v_seq_and_single_equals_multi():
     np.testing.assert_allclose(m.v_seq, s.v_seq, atol=1e-6)
     assert m.v_seq.shape == x.shape
     np.testing.assert_allclose(m.v_seq[-1], m.v)
-    np.testing.assert_array_equal(m.vbn.running_mean.get_value(),
-                                  s.vbn.running_mean.get_value())
+    # two compiled programs (the scan, the single step) may fuse the batch mean differently
+    np.testing.assert_allclose(m.vbn.running_mean.get_value(),
+                               s.vbn.running_mean.get_value(), rtol=1e-6, atol=1e-7)
 
 
 def test_bf16_input_fp32_state():

@@ -355,7 +355,9 @@ class MemoryModule(nnx.Module):
             var = getattr(self, m.name)
             value = var.get_value()
             lead = value.shape[:max(np.ndim(value) - ndim, 0)]   # a vmapped stack's layer axes
-            var.set_value(jnp.full(lead, m.init, m.dtype or value.dtype))
+            # unstacked: exactly the declared value (as fresh), so a jitted step sees one type
+            var.set_value(jnp.full(lead, m.init, m.dtype or value.dtype) if lead
+                          else jnp.asarray(m.init, m.dtype))
         self._data_ndims = (0,) * len(self._memories)
         self._exact = (False,) * len(self._memories)
         self._clear_recording()

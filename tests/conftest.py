@@ -1,0 +1,31 @@
+"""Test-session set-up, applied before JAX is imported.
+
+The suite compiles a few thousand small XLA programs on the CPU, and most of its time is LLVM's
+code generation for them. The tests ask for exact IEEE arithmetic, not fast code, so they run
+with XLA's CPU backend optimisation level 0 (no fast-math either way: XLA's CPU default leaves
+it off), which halves the compile time. Set ``SNNJAX_TEST_XLA_OPT=1`` to test the optimised
+code generation instead.
+"""
+import os
+
+if os.environ.get("SNNJAX_TEST_XLA_OPT", "0") != "1":
+    _flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_backend_optimization_level" not in _flags:
+        os.environ["XLA_FLAGS"] = (_flags + " --xla_backend_optimization_level=0"
+                                   " --xla_llvm_disable_expensive_passes=true").strip()
+
+
+def pytest_collection_modifyitems(config, items):
+    """``SNNJAX_TEST_FRACTION=k``: keep every test function, but only every k-th case of each
+    parametrised one (CI's second JAX version runs this sample to stay in its time budget)."""
+    k = int(os.environ.get("SNNJAX_TEST_FRACTION", "1") or 1)
+    if k <= 1:
+        return
+    seen: dict = {}
+    keep, drop = [], []
+    for item in items:
+        base = item.nodeid.split("[")[0]
+        i = seen[base] = seen.get(base, -1) + 1
+        (keep if i % k == 0 else drop).append(item)
+    config.hook.pytest_deselected(items=drop)
+    items[:] = keep
