@@ -327,7 +327,7 @@ def chunked_forward(model: nnx.Module, x_seq: Any, chunk: int, *,
 
     nnx.update(model, state)
     for path, m in nnx.iter_modules(model):   # as a call leaves them: exact shapes, no recording
-        if path in called:
+        if path in called and isinstance(m, MemoryModule):
             m._exact, m._data_ndims = called[path]
             m._clear_recording()
     return out

@@ -332,6 +332,7 @@ class _StepModeMixin:
 
     step_ndim: ClassVar[int | None] = None       # ndim of one step's input (None: any)
     step_layout: ClassVar[str] = "[B, *]"
+    step_mode: str                               # set by each layer's constructor
 
     def _forward(self, x: Array) -> Array:
         raise NotImplementedError
@@ -356,11 +357,15 @@ class Linear(_StepModeMixin, nnx.Linear):
     like PyTorch: ``W, b ~ U(-1/sqrt(in_features), 1/sqrt(in_features))``.
 
     Args:
-      in_features, out_features: sizes of the last axis.
-      bias: learn ``b``.
-      step_mode: ``'s'`` or ``'m'`` (same result: the layer acts on the last axis).
-      rngs: ``nnx.Rngs`` for the initialisation (keyword-only); other keywords go to
-        ``nnx.Linear`` (``dtype``, ``param_dtype``, ``kernel_init``, ...).
+      in_features: size of the input's last axis, a positive int (required).
+      out_features: size of the output's last axis, a positive int (required).
+      bias: learn ``b``, a bool (default ``True``).
+      step_mode: ``'s'`` or ``'m'`` (default ``'s'``; same result: the layer acts on the last
+        axis).
+      rngs: ``nnx.Rngs`` for the initialisation (keyword-only, required).
+      **kwargs: passed to ``nnx.Linear`` (``dtype``, ``param_dtype``, ``precision``,
+        ``kernel_init``, ``bias_init``, ``dot_general``, ...; defaults as there, except the
+        PyTorch initialisers).
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
@@ -407,11 +412,21 @@ class Conv2d(_StepModeMixin, nnx.Conv):
     ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, ``fan_in = in_channels // groups * kh * kw``.
 
     Args:
-      in_channels, out_channels, kernel_size, stride, dilation, groups, bias: as PyTorch.
-      padding: an int or pair (symmetric), or ``'same'`` / ``'valid'``.
-      padding_mode: ``'zeros'``, ``'reflect'``, ``'replicate'`` or ``'circular'``.
-      step_mode: ``'s'`` (``[B, H, W, C]``) or ``'m'`` (``[T, B, H, W, C]``).
-      rngs: ``nnx.Rngs`` (keyword-only); other keywords go to ``nnx.Conv``.
+      in_channels: input channels ``C``, a positive int divisible by ``groups`` (required).
+      out_channels: output channels, a positive int divisible by ``groups`` (required).
+      kernel_size: an int or ``(kh, kw)`` pair of positive ints (required).
+      stride: an int or pair of positive ints (default ``1``).
+      padding: an int or pair (symmetric, >= 0), or ``'same'`` / ``'valid'`` (default ``0``).
+      dilation: an int or pair of positive ints (default ``1``).
+      groups: a positive int (default ``1``).
+      bias: learn a bias, a bool (default ``True``).
+      padding_mode: ``'zeros'``, ``'reflect'``, ``'replicate'`` or ``'circular'`` (default
+        ``'zeros'``).
+      step_mode: ``'s'`` (``[B, H, W, C]``) or ``'m'`` (``[T, B, H, W, C]``) (default ``'s'``).
+      rngs: ``nnx.Rngs`` for the initialisation (keyword-only, required).
+      **kwargs: passed to ``nnx.Conv`` (``dtype``, ``param_dtype``, ``precision``,
+        ``kernel_init``, ``bias_init``, ...; defaults as there, except the PyTorch
+        initialisers).
     """
 
     step_ndim = 4
@@ -478,9 +493,13 @@ class BatchNorm2d(_StepModeMixin, nnx.Module):
 
     Args:
       num_features: channels ``C``.
-      eps, momentum, affine, track_running_stats: as PyTorch (``momentum`` is the weight of the
-        new batch; Flax's ``nnx.BatchNorm`` uses ``1 - momentum`` and the biased variance).
-      step_mode: ``'s'`` (``[B, H, W, C]``) or ``'m'`` (``[T, B, H, W, C]``).
+      eps: added to the variance, > 0 (default ``1e-5``).
+      momentum: weight of the new batch in the running statistics, in ``[0, 1]``, or ``None``
+        for the cumulative average (default ``0.1``, as PyTorch; Flax's ``nnx.BatchNorm`` uses
+        ``1 - momentum`` and the biased variance).
+      affine: learn ``weight`` and ``bias``, a bool (default ``True``).
+      track_running_stats: keep running statistics, a bool (default ``True``).
+      step_mode: ``'s'`` (``[B, H, W, C]``) or ``'m'`` (``[T, B, H, W, C]``) (default ``'s'``).
       use_running_average: NNX train/eval flag (keyword-only, default ``False``: training).
       rngs: accepted for symmetry with the other layers (unused).
     """
@@ -516,8 +535,10 @@ class BatchNorm2d(_StepModeMixin, nnx.Module):
                              f"got shape {tuple(x.shape)}")
         axes = tuple(range(x.ndim - 1))
         xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+        stats = (self.running_mean, self.running_var, self.num_batches_tracked)
         if self.use_running_average and self.track_running_stats:
-            mean, var = self.running_mean.get_value(), self.running_var.get_value()
+            assert stats[0] is not None and stats[1] is not None   # track_running_stats
+            mean, var = stats[0].get_value(), stats[1].get_value()
             centred = xf - mean
         else:
             mean = xf.mean(axes)
@@ -525,26 +546,29 @@ class BatchNorm2d(_StepModeMixin, nnx.Module):
             # d * d == square(d) exactly; its backward keeps d (already kept), not 2 d
             var = (centred * centred).mean(axes)
             if self.track_running_stats and not self.use_running_average:
+                running_mean, running_var, count = stats
+                assert running_mean is not None and running_var is not None and count is not None
                 n = math.prod(x.shape[:-1])
-                tracked = self.num_batches_tracked.get_value() + 1
+                tracked = count.get_value() + 1
                 m = 1.0 / tracked.astype(jnp.float32) if self.momentum is None else self.momentum
                 unbiased = var * (n / max(n - 1, 1))
                 sg = jax.lax.stop_gradient
-                self.running_mean.set_value(((1 - m) * self.running_mean.get_value()
-                                             + m * sg(mean)).astype(jnp.float32))
-                self.running_var.set_value(((1 - m) * self.running_var.get_value()
-                                            + m * sg(unbiased)).astype(jnp.float32))
-                self.num_batches_tracked.set_value(tracked)
+                running_mean.set_value(((1 - m) * running_mean.get_value()
+                                        + m * sg(mean)).astype(jnp.float32))
+                running_var.set_value(((1 - m) * running_var.get_value()
+                                       + m * sg(unbiased)).astype(jnp.float32))
+                count.set_value(tracked)
         # y = (x - mu) * (rsqrt(var + eps) * weight) + bias: the backward keeps the centred
         # input and per-channel numbers only (no normalised copy of the input)
         scale = jax.lax.rsqrt(var + self.eps)
         if self.affine:
-            return (centred * (scale * self.weight.get_value())
-                    + self.bias.get_value()).astype(x.dtype)
+            weight, bias = self.weight, self.bias
+            assert weight is not None and bias is not None          # affine
+            return (centred * (scale * weight.get_value()) + bias.get_value()).astype(x.dtype)
         return (centred * scale).astype(x.dtype)
 
 
-def _pool_padding(owner: str, size: tuple[int, int], kernel: tuple[int, int],
+def _pool_padding(owner: str, size: tuple[int, ...], kernel: tuple[int, int],
                   stride: tuple[int, int], pad: tuple[int, int], dilation: tuple[int, int],
                   ceil_mode: bool) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
     """PyTorch's pooling output size and the (left, right) padding giving it; ``extra`` is the
@@ -597,9 +621,13 @@ class MaxPool2d(_Pool2d):
     ``(H + 2 p - d (k - 1) - 1) / s + 1``, as PyTorch.
 
     Args:
-      kernel_size, stride (default ``kernel_size``), padding, dilation, ceil_mode: as PyTorch.
-      return_indices: must be ``False`` (not supported).
-      step_mode: ``'s'`` (``[B, H, W, C]``) or ``'m'`` (``[T, B, H, W, C]``).
+      kernel_size: an int or pair of positive ints (required).
+      stride: an int or pair of positive ints (default ``None``: ``kernel_size``).
+      padding: an int or pair, ``>= 0`` (default ``0``).
+      dilation: an int or pair of positive ints (default ``1``).
+      return_indices: must be ``False`` (not supported; default ``False``).
+      ceil_mode: round the output size up, a bool (default ``False``).
+      step_mode: ``'s'`` (``[B, H, W, C]``) or ``'m'`` (``[T, B, H, W, C]``) (default ``'s'``).
     """
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
@@ -625,9 +653,13 @@ class AvgPool2d(_Pool2d):
     overhang never counts. Output size as :class:`MaxPool2d` (no dilation), as PyTorch.
 
     Args:
-      kernel_size, stride (default ``kernel_size``), padding, ceil_mode, count_include_pad,
-        divisor_override: as PyTorch.
-      step_mode: ``'s'`` (``[B, H, W, C]``) or ``'m'`` (``[T, B, H, W, C]``).
+      kernel_size: an int or pair of positive ints (required).
+      stride: an int or pair of positive ints (default ``None``: ``kernel_size``).
+      padding: an int or pair, ``>= 0`` (default ``0``).
+      ceil_mode: round the output size up, a bool (default ``False``).
+      count_include_pad: count the zero padding in the divisor, a bool (default ``True``).
+      divisor_override: a positive int divisor, or ``None`` (default ``None``).
+      step_mode: ``'s'`` (``[B, H, W, C]``) or ``'m'`` (``[T, B, H, W, C]``) (default ``'s'``).
     """
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0,
@@ -680,7 +712,7 @@ class AdaptiveAvgPool2d(_StepModeMixin, nnx.Module):
 
     Args:
       output_size: ``H'`` = ``W'`` (an int) or ``(H', W')``; ``None`` keeps that size.
-      step_mode: ``'s'`` (``[B, H, W, C]``) or ``'m'`` (``[T, B, H, W, C]``).
+      step_mode: ``'s'`` (``[B, H, W, C]``) or ``'m'`` (``[T, B, H, W, C]``) (default ``'s'``).
     """
 
     step_ndim = 4
@@ -717,8 +749,9 @@ class Flatten(_StepModeMixin, nnx.Module):
     PyTorch needs its input features permuted.
 
     Args:
-      start_dim, end_dim: first and last flattened axis of one step's ``[B, *]`` (negative
-        counts from the end).
+      start_dim: first flattened axis of one step's ``[B, *]`` (negative counts from the end;
+        default ``1``).
+      end_dim: last flattened axis (default ``-1``).
       step_mode: ``'s'`` or ``'m'``.
     """
 

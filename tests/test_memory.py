@@ -43,8 +43,8 @@ def _grads(model, x, *, store=True, recompute=True):
         w = jnp.cos(jnp.arange(h.size, dtype=h.dtype)).reshape(h.shape)
         return (h * w).sum(), nnx.state(m, nnx.BatchStat)
 
-    old = scan_mod.RECOMPUTE
-    scan_mod.RECOMPUTE = recompute
+    old = scan_mod.RECOMPUTE, scan_mod.RECOMPUTE_MIN_ELEMENTS
+    scan_mod.RECOMPUTE, scan_mod.RECOMPUTE_MIN_ELEMENTS = recompute, 0   # at these small sizes too
     try:
         with _spikes.compact_storage(store):
             fn = jax.jit(jax.grad(loss, argnums=(0, 2), has_aux=True))
@@ -52,7 +52,7 @@ def _grads(model, x, *, store=True, recompute=True):
             (g_params, g_x), stats = compiled(params, rest, x)
             mem = compiled.memory_analysis().temp_size_in_bytes
     finally:
-        scan_mod.RECOMPUTE = old
+        scan_mod.RECOMPUTE, scan_mod.RECOMPUTE_MIN_ELEMENTS = old
     return jax.tree_util.tree_leaves(g_params) + [g_x], stats, mem
 
 

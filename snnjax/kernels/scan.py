@@ -7,7 +7,9 @@ loop is a ``jax.checkpoint`` that saves nothing else, and its step is a checkpoi
 recomputation in the backward keeps one carry per step (the state) and re-runs each step's
 forward from it. Values and gradients are the plain scan's (the same operations run again).
 Sequences of at most ``UNROLL_MAX`` steps are unrolled: XLA then frees per-step buffers that a
-loop keeps for the whole sequence.
+loop keeps for the whole sequence. Both apply from ``RECOMPUTE_MIN_ELEMENTS`` input elements
+(``T`` times the neurons) on: below that the buffers are small and the plain loop compiles in
+half the time.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import jax.numpy as jnp
 Step = Callable[[Any, Any, Any], tuple[Any, Any]]
 RECOMPUTE = True      # the memory-saving backward (module switch, for tests and benchmarks)
 UNROLL_MAX = 32       # full unrolling up to this many steps (when RECOMPUTE)
+RECOMPUTE_MIN_ELEMENTS = 1 << 16   # smaller inputs (T * neurons) keep the plain loop
 
 _NOTHING = jax.checkpoint_policies.nothing_saveable
 
@@ -45,15 +48,16 @@ def scan_multi_step(step: Step, state0: Any, xs: Any, params: Any = (), *,
 
     leaves = jax.tree_util.tree_leaves(xs)
     T = leaves[0].shape[0] if leaves else 0
+    recompute = RECOMPUTE and sum(a.size for a in leaves) >= RECOMPUTE_MIN_ELEMENTS
 
     def run(state0, xs):
-        if not RECOMPUTE:
+        if not recompute:
             return jax.lax.scan(body, state0, xs, unroll=unroll)
         full = 0 < T <= UNROLL_MAX
         return jax.lax.scan(jax.checkpoint(body, prevent_cse=full, policy=_NOTHING), state0, xs,
                             unroll=True if full else unroll)
 
-    if RECOMPUTE:
+    if recompute:
         run = jax.checkpoint(run, policy=_NOTHING)
     final_state, (outs, state_seq) = run(state0, xs)
     return (state_seq if return_state_seq else final_state), outs
