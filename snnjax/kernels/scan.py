@@ -7,9 +7,9 @@ loop is a ``jax.checkpoint`` that saves nothing else, and its step is a checkpoi
 recomputation in the backward keeps one carry per step (the state) and re-runs each step's
 forward from it. Values and gradients are the plain scan's (the same operations run again).
 Sequences of at most ``UNROLL_MAX`` steps are unrolled: XLA then frees per-step buffers that a
-loop keeps for the whole sequence. Both apply from ``RECOMPUTE_MIN_ELEMENTS`` input elements
-(``T`` times the neurons) on: below that the buffers are small and the plain loop compiles in
-half the time.
+loop keeps for the whole sequence. Both apply from ``RECOMPUTE_MIN_ELEMENTS`` input elements per
+step on (so the strategy does not depend on ``T``): below that the buffers are small and the
+plain loop compiles in half the time.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import jax.numpy as jnp
 Step = Callable[[Any, Any, Any], tuple[Any, Any]]
 RECOMPUTE = True      # the memory-saving backward (module switch, for tests and benchmarks)
 UNROLL_MAX = 32       # full unrolling up to this many steps (when RECOMPUTE)
-RECOMPUTE_MIN_ELEMENTS = 1 << 16   # smaller inputs (T * neurons) keep the plain loop
+RECOMPUTE_MIN_ELEMENTS = 1 << 12   # smaller steps (input elements per step) keep the plain loop
 
 _NOTHING = jax.checkpoint_policies.nothing_saveable
 
@@ -48,7 +48,7 @@ def scan_multi_step(step: Step, state0: Any, xs: Any, params: Any = (), *,
 
     leaves = jax.tree_util.tree_leaves(xs)
     T = leaves[0].shape[0] if leaves else 0
-    recompute = RECOMPUTE and sum(a.size for a in leaves) >= RECOMPUTE_MIN_ELEMENTS
+    recompute = RECOMPUTE and T > 0 and sum(a.size for a in leaves) // T >= RECOMPUTE_MIN_ELEMENTS
 
     def run(state0, xs):
         if not recompute:
