@@ -89,7 +89,7 @@ def _spike_steps() -> frozenset:
     # steps whose output is ``fire(...)`` of the surrogate (cast to the input dtype), nothing else
     names = ("spiking_step", "if_step", "lif_step", "plif_step", "simple_lif_step", "klif_step",
              "cuba_lif_step", "adaptive_step")
-    return frozenset(getattr(steps, n) for n in names if hasattr(steps, n))
+    return frozenset(getattr(steps, n) for n in names)   # a renamed step fails loudly here
 
 
 _SPIKE_STEPS: frozenset | None = None

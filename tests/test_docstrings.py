@@ -15,8 +15,9 @@ from flax import nnx
 
 from registry import ctor_params
 from snnjax import encoding, functional, kernels, layer, monitor, neuron, surrogate
+from snnjax import nir as snnir
 
-NAMESPACES = (neuron, surrogate, functional, encoding, monitor, kernels)
+NAMESPACES = (neuron, surrogate, functional, encoding, monitor, kernels, snnir)
 SECTION = re.compile(r"^(\s*)(Args|Arguments|Other Parameters):\s*$")
 ENTRY = re.compile(r"^(\*{0,2}\w+(?:\s*,\s*\*{0,2}\w+)*)\s*(?:\([^)]*\))?:\s")
 

@@ -9,7 +9,7 @@ forward from it. Values and gradients are the plain scan's (the same operations 
 Sequences of at most ``UNROLL_MAX`` steps are unrolled: XLA then frees per-step buffers that a
 loop keeps for the whole sequence. Both apply from ``RECOMPUTE_MIN_ELEMENTS`` input elements per
 step on (so the strategy does not depend on ``T``): below that the buffers are small and the
-plain loop compiles in half the time.
+plain loop compiles faster (the golden scan-path tests took about half the CPU time with it).
 """
 from __future__ import annotations
 
