@@ -7,12 +7,26 @@ it off); measured on the LIF/IF golden subset, 245 s of CPU time became 140 s. S
 code generation instead.
 """
 import os
+from importlib import metadata
+
+
+def _jaxlib_version() -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in metadata.version("jaxlib").split(".")[:2])
+    except Exception:
+        return (0, 0)
+
 
 if os.environ.get("SNNJAX_TEST_XLA_OPT", "0") != "1":
     _flags = os.environ.get("XLA_FLAGS", "")
     if "xla_backend_optimization_level" not in _flags:
-        os.environ["XLA_FLAGS"] = (_flags + " --xla_backend_optimization_level=0"
-                                   " --xla_llvm_disable_expensive_passes=true").strip()
+        _flags += " --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+        # XLA's classic CPU emitters compile the interpret-mode kernels' large loop bodies in
+        # about half the time of the fusion emitters (tests/test_kernel_all_neurons.py: 78 s ->
+        # 53 s on JAX 0.10.2); jaxlib 0.12 no longer has the flag (an unknown flag aborts)
+        if _jaxlib_version() < (0, 12):
+            _flags += " --xla_cpu_use_fusion_emitters=false"
+        os.environ["XLA_FLAGS"] = _flags.strip()
 
 
 def pytest_collection_modifyitems(config, items):
