@@ -100,9 +100,24 @@ def _rewrite_table() -> dict:
 def _nan_propagating(pick_first: Callable, a: Any, b: Any) -> Any:
     """``max`` / ``min`` that return NaN when either operand is NaN, as XLA's do (the Triton
     lowering's ``maximum`` returns the other operand): the non-finite policy on every backend."""
+    # an operand known not to be NaN (a literal or constant: the bound of a clamp) needs no
+    # NaN test of its own: a clamp costs one compare and one select per bound
+    a_nan, b_nan = _may_be_nan(a), _may_be_nan(b)
     a, b = jnp.broadcast_arrays(a, b)
+    if not b_nan:   # NaN in a: the comparison is False and a is kept
+        return jax.lax.select(pick_first(b, a), b, a)
+    if not a_nan:
+        return jax.lax.select(pick_first(a, b), a, b)
     chosen = jax.lax.select(pick_first(a, b), a, b)
     return jax.lax.select(a != a, a, jax.lax.select(b != b, b, chosen))
+
+
+def _may_be_nan(value: Any) -> bool:
+    """False only for a concrete value with no NaN (traced values may be NaN)."""
+    try:   # a tracer cannot become a NumPy array
+        return bool(np.isnan(np.asarray(value, dtype=np.float64)).any())
+    except Exception:
+        return True
 
 
 REWRITABLE: frozenset[str] = frozenset(

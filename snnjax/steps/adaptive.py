@@ -29,7 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from snnjax.steps.common import Array, SpikeFn, cast_out, fire, reset, state_dtype
+from snnjax.steps.common import (Array, SpikeFn, cast_out, fire, keeps_state_bounded, reset,
+                                 state_dtype)
 from snnjax.steps.integrate_and_fire import spiking_step
 
 AdaptCharge = Callable[[Array, Array, dict, Array], Array]
@@ -118,6 +119,7 @@ def adaptive_step(state: dict, x: Array, params: dict, *, charge: AdaptCharge, s
     return {"v": v_next.astype(v.dtype), "w": w_next.astype(w.dtype)}, cast_out(spike, x)
 
 
+@keeps_state_bounded
 def izhikevich_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn, soft_reset: bool,
                     detach_reset: bool) -> tuple[dict, Array]:
     """Izhikevich neuron: :func:`adaptive_step` with :func:`izhikevich_charge`.
@@ -130,6 +132,7 @@ def izhikevich_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn, 
                          soft_reset=soft_reset, detach_reset=detach_reset)
 
 
+@keeps_state_bounded
 def qif_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn, soft_reset: bool,
              detach_reset: bool) -> tuple[dict, Array]:
     """QIF: :func:`qif_charge` (clamped), then fire and reset. Shapes ``[N, *]``."""
@@ -137,6 +140,7 @@ def qif_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn, soft_re
                         soft_reset=soft_reset, detach_reset=detach_reset)
 
 
+@keeps_state_bounded
 def eif_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn, soft_reset: bool,
              detach_reset: bool) -> tuple[dict, Array]:
     """EIF: :func:`eif_charge` (capped exponent, clamped), then fire and reset."""

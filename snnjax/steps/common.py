@@ -78,6 +78,17 @@ def cast_out(out: Array, x: Array) -> Array:
     return out.astype(x.dtype) if out.dtype != x.dtype else out
 
 
+_BOUNDED_STEPS: set = set()
+
+
+def keeps_state_bounded(step: Callable) -> Callable:
+    """Mark ``step`` as keeping every state variable finite by its own equations (a clamped
+    charge): ``BoundStep(finite_state=True)`` then adds no second saturation, which in a fused
+    kernel costs registers and time."""
+    _BOUNDED_STEPS.add(step)
+    return step
+
+
 class BoundStep:
     """A step function with its static (keyword-only) configuration bound, hashable by value.
 
@@ -94,7 +105,8 @@ class BoundStep:
     def __init__(self, fn: Callable, *, finite_state: bool = False, **statics: Any):
         self.fn = fn
         self.statics = statics
-        self.finite_state = finite_state   # saturate the new state (the non-finite policy)
+        # saturate the new state (the non-finite policy), unless the step's equations do
+        self.finite_state = finite_state and fn not in _BOUNDED_STEPS
         self._key = (fn, finite_state, tuple(sorted(statics.items())))
 
     def __call__(self, state: Any, x: Any, params: Any) -> tuple[Any, Any]:
