@@ -82,7 +82,10 @@ class LoopSpec:
     ``[Np // block_n, block_n]`` (``'block'``: one row per program, summed by the caller).
     ``chunk(rows, carry, io, t0, c, n)`` runs the ``n`` (static) steps ``t0 .. t0 + n - 1`` of
     chunk ``c`` (``t0``, ``c`` traced) and returns the new carry. ``reverse``: chunks are
-    visited last to first.
+    visited last to first. ``aliases``: ``(i, j)`` pairs of a per-step sequence input and
+    output that may share one buffer (each program reads its rows of input ``i`` at step ``t``
+    before it writes the same rows of output ``j``): the backward's output cotangent and the
+    input gradient, so a training step holds one ``[T, N]`` buffer fewer.
     """
     seq_in_per_step: tuple[bool, ...]
     row_in_kinds: tuple[str, ...]
@@ -94,6 +97,7 @@ class LoopSpec:
     reverse: bool
     compute_dtype: Any
     chunk_len: int
+    aliases: tuple[tuple[int, int], ...] = ()
 
 
 def _reader(env: dict, shape: tuple, cdt: Any) -> Callable[[Any], Any]:
@@ -248,8 +252,10 @@ def backward_spec(plan: StepPlan, *, residuals: Residuals, chunk_len: int,
         (d, "block" if k == "shared" else "row")
         for d, k, n in zip(p_dtypes, p_kinds, need_p) if n)
     row_in = tuple(p_kinds) + (() if return_state_seq else ("row",) * sum(g_state_present))
+    # g_out k (read at step t before g_x[t] is stored) may share the buffer of g_x k
+    aliases = tuple((n_res_in + k, k) for k in range(min(n_go, sum(need_x))))
     return LoopSpec(
         seq_in_per_step=res_in + (True,) * (n_go + n_gs), row_in_kinds=row_in,
         seq_out=tuple((d, True) for d, n in zip(x_dtypes, need_x) if n), row_out=row_out,
         init=init, chunk=chunk, final=final, reverse=True, compute_dtype=cdt,
-        chunk_len=chunk_len)
+        chunk_len=chunk_len, aliases=aliases)
