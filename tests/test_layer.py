@@ -343,6 +343,26 @@ def test_max_pool_matches_pytorch_semantics(k, s, p, d, ceil):
     np.testing.assert_array_equal(pool(x), ref.reshape((2, 3) + ref.shape[1:]).astype(np.float32))
 
 
+@pytest.mark.parametrize("k,p,ceil", [(2, 0, False), (2, 1, True), ((3, 2), (1, 1), False),
+                                      (3, 1, True)])
+def test_tiled_max_pool_equals_reduce_window_values_and_gradients(k, p, ceil):
+    """Non-overlapping windows (stride = kernel) take the int8-argmax backward: same values and
+    the same gradient as ``reduce_window``'s on a tie-heavy binary spike map, odd sizes."""
+    pair = lambda v: v if isinstance(v, tuple) else (v, v)
+    x = (_rand((3, 9, 7, 4), 21) > 0.3).astype(np.float32)
+    x[0, :3] = _rand((3, 7, 4), 22)        # a few real-valued rows too
+    pool = layer.MaxPool2d(k, padding=p, ceil_mode=ceil)
+    pads, _ = layer._pool_padding("MaxPool2d", (9, 7), pair(k), pair(k), pair(p), (1, 1), ceil)
+    ref = lambda a: pool._window(a, -np.inf, jax.lax.max, pads)
+    y, vjp = jax.vjp(pool, jnp.asarray(x))
+    y_ref, vjp_ref = jax.vjp(ref, jnp.asarray(x))
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(y, np_max_pool(x, pair(k), pair(k), pair(p), (1, 1), ceil))
+    g = jnp.asarray(_rand(y.shape, 23))
+    np.testing.assert_array_equal(vjp(g)[0], vjp_ref(g)[0])
+    assert "reduce_window" not in str(jax.make_jaxpr(jax.grad(lambda a: pool(a).sum()))(x))
+
+
 @pytest.mark.parametrize("k,s,p,ceil,cip,div", [(2, None, 0, False, True, None), (3, 2, 1, True, True, None),
                                                 (3, 2, 1, True, False, None), ((3, 2), (2, 3), (1, 1), True, True, None),
                                                 (2, 1, 1, False, True, 3)])

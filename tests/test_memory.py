@@ -178,3 +178,44 @@ def test_kernel_backward_writes_the_input_gradient_into_the_cotangent_buffer(mon
         np.testing.assert_array_equal(a, b)
     buffer = T * B * H * 4
     assert temp_plain - temp_alias >= 0.5 * buffer, (temp_plain, temp_alias, buffer)
+
+
+def _twin_memory(T, B, size, channels, pools):
+    """Compiled memory (temp + argument + output - alias) of the parameter gradient of the LIF
+    CNN (default backend, ``detach_reset``, ATan(3)) and of its ReLU twin written plainly."""
+    rngs = nnx.Rngs(0)
+    lif, relu, cin = [], [], 3
+    for pool in pools:
+        lif += [layer.SeqToANNContainer(layer.Conv2d(cin, channels, 3, padding=1, bias=False,
+                                                     rngs=rngs), layer.BatchNorm2d(channels)),
+                neuron.LIFNode(step_mode="m", detach_reset=True,
+                               surrogate_function=surrogate.ATan(alpha=3.0))]
+        relu += [nnx.Conv(cin, channels, (3, 3), padding=1, use_bias=False, rngs=rngs),
+                 nnx.BatchNorm(channels, momentum=0.9, epsilon=1e-5, rngs=rngs), nnx.relu]
+        if pool:
+            lif.append(layer.SeqToANNContainer(layer.MaxPool2d(2)))
+            relu.append(lambda h: nnx.max_pool(h, (2, 2), (2, 2)))
+        cin = channels
+    x = jax.random.normal(jax.random.PRNGKey(3), (T, B, size, size, 3))
+
+    def total(model, x):
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+        def loss(params):
+            h = x
+            for f in nnx.merge(graphdef, params, rest, copy=True):
+                h = f(h)
+            return jnp.sum(h * jnp.cos(jnp.arange(h.size, dtype=h.dtype)).reshape(h.shape))
+        ma = jax.jit(jax.grad(loss)).lower(params).compile().memory_analysis()
+        return (ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes
+                - ma.alias_size_in_bytes)
+
+    return total(nnx.List(lif), x), total(nnx.List(relu), x.reshape((T * B,) + x.shape[2:]))
+
+
+@pytest.mark.parametrize("T,B,size,channels,pools", [(4, 8, 16, 16, (False, True, True)),
+                                                     (3, 5, 12, 24, (True, False))])
+def test_lif_cnn_needs_at_most_1_15x_the_memory_of_its_relu_twin_on_the_cpu(T, B, size,
+                                                                            channels, pools):
+    lif, relu = _twin_memory(T, B, size, channels, pools)
+    assert lif <= 1.15 * relu, (lif / relu, lif, relu)
