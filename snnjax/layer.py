@@ -613,41 +613,36 @@ class _Pool2d(_StepModeMixin, nnx.Module):
                                      window_dilation=(1, *self.dilation, 1))
 
 
-def _tiles(x: Array, kernel: tuple[int, int], out: tuple[int, int]) -> Array:
-    """``[B, H, W, C]`` -> ``[B, Ho, Wo, C, kh * kw]``: the non-overlapping windows (rows past the
-    last window dropped), each window's positions in row-major order."""
-    (kh, kw), (ho, wo) = kernel, out
-    b, c = x.shape[0], x.shape[3]
-    x = x[:, :ho * kh, :wo * kw]
-    return x.reshape(b, ho, kh, wo, kw, c).transpose(0, 1, 3, 5, 2, 4).reshape(
-        b, ho, wo, c, kh * kw)
+def _tiles(x: Array, kernel: tuple[int, int]) -> Array:
+    """``[B, H, W, C]`` (``H``, ``W`` multiples of the kernel) -> ``[B, Ho, Wo, C, kh * kw]``:
+    the non-overlapping windows, each window's positions in row-major order."""
+    (kh, kw), (b, h, w, c) = kernel, x.shape
+    return x.reshape(b, h // kh, kh, w // kw, kw, c).transpose(0, 1, 3, 5, 2, 4).reshape(
+        b, h // kh, w // kw, c, kh * kw)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _tiled_max(x: Array, kernel: tuple[int, int], out: tuple[int, int]) -> Array:
-    """Max over non-overlapping windows (stride = kernel). Its backward keeps only the position
-    of each window's maximum (the first, as ``reduce_window``'s gradient: ties are common in
-    spike maps), as int8 at the output's size, instead of the input or XLA's select-and-scatter
-    index arrays (on the CPU four int32 per input element): a spiking CNN then needs less
-    memory than its ReLU twin (``benchmarks/RESULTS.md``)."""
-    return jnp.max(_tiles(x, kernel, out), axis=-1)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _tiled_max(x: Array, kernel: tuple[int, int]) -> Array:
+    """Max over non-overlapping windows that tile ``x`` (stride = kernel). Its backward keeps
+    only the position of each window's maximum (the first, as ``reduce_window``'s gradient:
+    ties are common in spike maps), as int8 at the output's size, instead of the input or
+    XLA's select-and-scatter index arrays (on the CPU four int32 per input element): a spiking
+    CNN then needs less memory than its ReLU twin (``benchmarks/RESULTS.md``)."""
+    return jnp.max(_tiles(x, kernel), axis=-1)
 
 
-def _tiled_max_fwd(x: Array, kernel: tuple[int, int], out: tuple[int, int]) -> tuple:
-    t = _tiles(x, kernel, out)
+def _tiled_max_fwd(x: Array, kernel: tuple[int, int]) -> tuple[Array, Array]:
+    t = _tiles(x, kernel)
     where = jnp.argmax(t, axis=-1).astype(jnp.int8 if t.shape[-1] <= 127 else jnp.int32)
-    return jnp.max(t, axis=-1), (where, x.shape)
+    return jnp.max(t, axis=-1), where
 
 
-def _tiled_max_bwd(kernel: tuple[int, int], out: tuple[int, int], res: tuple, g: Array) -> tuple:
-    where, shape = res
-    (kh, kw), (ho, wo) = kernel, out
-    b, h, w, c = shape
+def _tiled_max_bwd(kernel: tuple[int, int], where: Array, g: Array) -> tuple[Array]:
+    (kh, kw), (b, ho, wo, c) = kernel, g.shape
     hit = where[..., None] == jnp.arange(kh * kw, dtype=where.dtype)
     gt = jnp.where(hit, g[..., None], jnp.zeros((), g.dtype))
-    gx = gt.reshape(b, ho, wo, c, kh, kw).transpose(0, 1, 4, 2, 5, 3).reshape(
-        b, ho * kh, wo * kw, c)
-    return (jnp.pad(gx, ((0, 0), (0, h - ho * kh), (0, w - wo * kw), (0, 0))),)
+    return (gt.reshape(b, ho, wo, c, kh, kw).transpose(0, 1, 4, 2, 5, 3).reshape(
+        b, ho * kh, wo * kw, c),)
 
 
 _tiled_max.defvjp(_tiled_max_fwd, _tiled_max_bwd)
@@ -684,8 +679,9 @@ class MaxPool2d(_Pool2d):
         if self.stride == self.kernel_size and self.dilation == (1, 1):   # windows tile
             if any(p != (0, 0) for p in pads):
                 x = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=low)
-            out = tuple((n - k) // k + 1 for n, k in zip(x.shape[1:3], self.kernel_size))
-            return _tiled_max(x, self.kernel_size, out)
+            (kh, kw), (h, w) = self.kernel_size, x.shape[1:3]
+            # rows past the last window are dropped (their gradient is zero)
+            return _tiled_max(x[:, :h - h % kh, :w - w % kw], self.kernel_size)
         return self._window(x, low, jax.lax.max, pads)
 
 

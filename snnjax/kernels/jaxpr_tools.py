@@ -114,9 +114,9 @@ def _nan_propagating(pick_first: Callable, a: Any, b: Any) -> Any:
 
 def _may_be_nan(value: Any) -> bool:
     """False only for a concrete value with no NaN (traced values may be NaN)."""
-    try:   # a tracer cannot become a NumPy array
+    try:
         return bool(np.isnan(np.asarray(value, dtype=np.float64)).any())
-    except Exception:
+    except (jax.errors.TracerArrayConversionError, TypeError, ValueError):   # traced
         return True
 
 
