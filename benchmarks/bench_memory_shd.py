@@ -76,20 +76,27 @@ class SHDNet(nnx.Module):
         return self.sn2(self.fc2(self.sn1(self.fc1(x_seq))))
 
 
-def variants(chunks: list[int], on_gpu: bool) -> list[tuple[str, str, int | None]]:
-    """``(name, backend, chunk)`` of every measured configuration."""
-    out = [("default", "auto", None)]
-    out += [("scan", "scan", None)] if on_gpu else []   # on a CPU the default is the scan
-    out += [("pallas", "pallas", None), ("mosaic", "mosaic", None)] if on_gpu else []
-    out += [(f"chunked c={c}", "auto", c) for c in chunks]
+Variant = tuple[str, str, "int | None", "int | bool"]
+
+
+def variants(chunks: list[int], on_gpu: bool, unrolled: bool = False,
+             scan: bool = True) -> list[Variant]:
+    """``(name, backend, chunk, unroll)`` of every measured configuration."""
+    out: list[Variant] = [("default", "auto", None, 1)]
+    out += [("scan", "scan", None, 1)] if on_gpu and scan else []   # on a CPU: the default
+    out += [("pallas", "pallas", None, 1), ("mosaic", "mosaic", None, 1)] if on_gpu else []
+    for c in chunks:
+        out.append((f"chunked c={c}", "auto", c, 1))
+        if unrolled:
+            out.append((f"chunked c={c} unrolled", "auto", c, True))
     return out
 
 
-def make_step(backend: str, chunk: int | None, lr: float = 1e-3):
+def make_step(backend: str, chunk: int | None, lr: float = 1e-3, unroll: int | bool = 1):
     """The training step ``(params, opt_state, rest, x, y) -> (params, opt_state, loss)`` and
     its initial ``(params, opt_state, rest)``."""
     net = SHDNet(backend, nnx.Rngs(0))
-    model = net if chunk is None else layer.Chunked(net, chunk)
+    model = net if chunk is None else layer.Chunked(net, chunk, unroll=unroll)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = optax.adam(lr)
 
@@ -120,11 +127,12 @@ def compile_step(step, state, T: int, batch: int, options: dict | None = None):
 
 
 def measure(name: str, backend: str, chunk: int | None, T: int, batch: int, *, timed: bool,
-            reps: int) -> dict:
-    step, state = make_step(backend, chunk)
+            reps: int, unroll: int | bool = 1) -> dict:
+    step, state = make_step(backend, chunk, unroll=unroll)
     compiled = compile_step(step, state, T, batch)
     ma = compiled.memory_analysis()
     row = {"T": T, "batch": batch, "variant": name, "backend": backend, "chunk": chunk,
+           "unroll": unroll,
            "temp_mib": ma.temp_size_in_bytes / MIB,
            "argument_mib": ma.argument_size_in_bytes / MIB,
            "output_mib": ma.output_size_in_bytes / MIB,
@@ -160,10 +168,10 @@ _UNITS = {"B": 1.0, "KiB": 2.0 ** 10, "MiB": MIB, "GiB": 2.0 ** 30}
 
 
 def largest_buffers(T: int, batch: int, top: int, backend: str = "auto",
-                    chunk: int | None = None) -> list[tuple[float, str]]:
+                    chunk: int | None = None, unroll: int | bool = 1) -> list[tuple[float, str]]:
     """The ``top`` largest buffers (MiB, shapes sharing the slot) of XLA's memory-usage report
     of the step's buffer assignment (parameters included: the input ``[T, B, 700]`` is one)."""
-    step, state = make_step(backend, chunk)
+    step, state = make_step(backend, chunk, unroll=unroll)
     with tempfile.TemporaryDirectory() as tmp:
         compile_step(step, state, T, batch, {"xla_dump_to": tmp})
         reports = [p for p in glob.glob(os.path.join(tmp, "*memory-usage-report.txt"))
@@ -204,8 +212,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--time", action="store_true", help="also time the step (median of --reps)")
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--smoke", action="store_true", help="tiny CPU run: batch 8, T=32, chunk 12 (a remainder chunk)")
+    p.add_argument("--unrolled", action="store_true",
+                   help="also each chunk size with the loop over chunks unrolled (unroll=True)")
+    p.add_argument("--no-scan", action="store_true", help="skip the scan row on a GPU (slow)")
     p.add_argument("--buffers", type=int, default=0, help="print the N largest buffers of the "
-                   "default step at the first T")
+                   "default and the chunked steps at the first T")
     p.add_argument("--json", default=None, help="write the rows to this file")
     args = p.parse_args(argv)
     if args.reps < 20:
@@ -223,8 +234,10 @@ def main(args: argparse.Namespace) -> list[dict]:
           f"{jax.devices()[0].device_kind} ({jax.default_backend()}); JAX {jax.__version__}")
     rows = []
     for T in Ts:
-        for name, backend, chunk in variants(chunks, on_gpu):
-            row = measure(name, backend, chunk, T, args.batch, timed=args.time, reps=args.reps)
+        for name, backend, chunk, unroll in variants(chunks, on_gpu, args.unrolled,
+                                                     not args.no_scan):
+            row = measure(name, backend, chunk, T, args.batch, timed=args.time, reps=args.reps,
+                          unroll=unroll)
             rows.append(row)
             print(f"T={T} {name}: temp {row['temp_mib']:.1f} MiB"
                   + (f", {row['step_ms']:.2f} ms" if "step_ms" in row else ""), flush=True)
@@ -232,9 +245,12 @@ def main(args: argparse.Namespace) -> list[dict]:
     print(table(rows))
     if args.buffers:
         T = Ts[0]
-        print(f"\nLargest buffers of the default step at T={T} (MiB; shapes sharing one slot):")
-        for size, shapes in largest_buffers(T, args.batch, args.buffers):
-            print(f"  {size:8.2f}  {shapes}")
+        for name, backend, chunk, unroll in variants(chunks, False, args.unrolled):
+            print(f"\nLargest buffers of the {name} step at T={T} (MiB; shapes sharing one "
+                  f"slot):")
+            for size, shapes in largest_buffers(T, args.batch, args.buffers, backend, chunk,
+                                                unroll):
+                print(f"  {size:8.2f}  {shapes}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": jax.devices()[0].device_kind, "jax": jax.__version__,

@@ -91,6 +91,17 @@ def positive_int(owner: str, name: str, value: Any) -> int:
     return int(value)
 
 
+def positive_int_or_true(owner: str, name: str, value: Any) -> int | bool:
+    """A count, or ``True`` for 'all' (``lax.scan``'s ``unroll``)."""
+    if value is True:
+        return True
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+        _fail(TypeError, owner, name, "a positive int or True", value)
+    if value < 1:
+        _fail(ValueError, owner, name, "a positive int or True (an int >= 1)", value)
+    return int(value)
+
+
 def optional_positive_int(owner: str, name: str, value: Any) -> int | None:
     return None if value is None else positive_int(owner, name, value)
 

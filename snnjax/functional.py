@@ -197,7 +197,7 @@ def _leaf_names(state: Any) -> list[str]:
             for path, _ in jax.tree_util.tree_leaves_with_path(state)]
 
 
-def chunked_forward(model: nnx.Module, x_seq: Any, chunk: int, *,
+def chunked_forward(model: nnx.Module, x_seq: Any, chunk: int, *, unroll: int | bool = 1,
                     policy: Callable | None = None, owner: str = "chunked_forward") -> Any:
     """Run ``model`` on ``x_seq[T, B, *]`` in chunks of ``chunk`` time steps, every chunk
     rematerialised in the backward pass; values as ``model(x_seq)``, memory sublinear in ``T``.
@@ -233,6 +233,10 @@ def chunked_forward(model: nnx.Module, x_seq: Any, chunk: int, *,
       model: an ``nnx.Module`` (called as ``model(x_chunk)``).
       x_seq: the input ``[T, B, *]`` (an array, or a pytree of arrays sharing ``T``).
       chunk: time steps per chunk, a positive int; ``chunk >= T`` is one rematerialised chunk.
+      unroll: chunks per iteration of the ``lax.scan`` over chunks (a positive int, or ``True``
+        for all of them: no loop). On a GPU each loop iteration costs a host round trip for its
+        predicate, which dominates a small network's step; unrolling removes it and leaves the
+        memory unchanged (each chunk is still its own checkpoint). Default 1.
       policy: optional ``jax.checkpoint`` policy for what a chunk may save (default ``None``:
         nothing but its inputs).
       owner: the name used in error messages.
@@ -241,6 +245,7 @@ def chunked_forward(model: nnx.Module, x_seq: Any, chunk: int, *,
       The output ``[T, B, *']`` (a pytree like ``model``'s).
     """
     chunk = C.positive_int(owner, "chunk", chunk)
+    unroll = C.positive_int_or_true(owner, "unroll", unroll)
     if not isinstance(model, nnx.Module):
         raise TypeError(f"{owner}: model must be a flax.nnx.Module, got {type(model).__name__}")
     x_seq = jax.tree_util.tree_map(jnp.asarray, x_seq)
@@ -316,7 +321,7 @@ def chunked_forward(model: nnx.Module, x_seq: Any, chunk: int, *,
         def body(state: Any, k: Array) -> tuple[Any, Any]:
             return body_fn(state, rest, x_seq, k * chunk)
 
-        state, ys = jax.lax.scan(body, state, jnp.arange(n))
+        state, ys = jax.lax.scan(body, state, jnp.arange(n), unroll=unroll)
         outs.append(jax.tree_util.tree_map(lambda a: a.reshape((n * chunk,) + a.shape[2:]), ys))
     if r:
         state, y_rem = jax.checkpoint(functools.partial(run_at, size=r), policy=policy)(

@@ -838,19 +838,22 @@ class Chunked(nnx.Module):
     Args:
       module: the ``nnx.Module`` to run (e.g. ``Linear -> LIFNode(step_mode='m') -> ...``).
       chunk: time steps per chunk (a positive int).
+      unroll: chunks per iteration of the loop over chunks (a positive int, or ``True``: no
+        loop); see :func:`snnjax.functional.chunked_forward`. Default 1.
 
     Input ``x_seq``: ``[T, B, *]``; output ``[T, B, *']``.
     """
 
-    def __init__(self, module: nnx.Module, chunk: int):
+    def __init__(self, module: nnx.Module, chunk: int, unroll: int | bool = 1):
         owner = type(self).__name__
         if not isinstance(module, nnx.Module):
             raise TypeError(f"{owner}: module must be a flax.nnx.Module, got {module!r}")
         self.chunk = C.positive_int(owner, "chunk", chunk)
+        self.unroll = C.positive_int_or_true(owner, "unroll", unroll)
         self.module = module
 
     def __call__(self, x_seq: Any) -> Any:
-        return functional.chunked_forward(self.module, x_seq, self.chunk,
+        return functional.chunked_forward(self.module, x_seq, self.chunk, unroll=self.unroll,
                                           owner=type(self).__name__)
 
 

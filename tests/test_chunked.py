@@ -59,9 +59,11 @@ def _close(a, b):
 _grad = nnx.jit(nnx.grad(_loss, argnums=(0, 1), has_aux=True))
 
 
-def test_values_states_and_gradients_match_unchunked():
+@pytest.mark.parametrize("unroll", [1, 2, True], ids=["loop", "unroll2", "unrolled"])
+def test_values_states_and_gradients_match_unchunked(unroll):
     x, w = _inputs()
-    plain, chunked = Net(), layer.Chunked(Net(), chunk=4)       # 13 = 3 * 4 + 1 (remainder)
+    plain = Net()
+    chunked = layer.Chunked(Net(), chunk=4, unroll=unroll)     # 13 = 3 * 4 + 1 (remainder)
     for m in (plain.sn1, chunked.module.sn1):
         m.v = 0.25                                                # a broadcast initial membrane
     (gp, gxp), outs_p = _grad(plain, x, w)
@@ -140,6 +142,12 @@ def test_bad_input():
             layer.Chunked(Net(), chunk)
         with pytest.raises(exc, match=r"chunked_forward: chunk must be a positive int"):
             functional.chunked_forward(Net(), x, chunk)
+    for unroll, exc in ((0, ValueError), (-1, ValueError), (2.0, TypeError), (False, TypeError),
+                        (None, TypeError)):
+        with pytest.raises(exc, match=r"Chunked: unroll must be a positive int or True"):
+            layer.Chunked(Net(), 2, unroll=unroll)
+        with pytest.raises(exc, match=r"chunked_forward: unroll must be a positive int or True"):
+            functional.chunked_forward(Net(), x, 2, unroll=unroll)
     with pytest.raises(TypeError, match="Chunked: module must be a flax.nnx.Module"):
         layer.Chunked(lambda x: x, 2)
     with pytest.raises(ValueError, match=r"Chunked: x_seq must be \[T, B, \*\]"):
