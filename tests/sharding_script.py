@@ -117,6 +117,9 @@ def run_case(name, backend):
         for leaf in jax.tree_util.tree_leaves(s0):
             assert spec_of(leaf) == ("data",), (name, jax.typeof(leaf))
     close(out, ref, f"{name}/{backend}: set_mesh, explicit axes")
+    out = jax.jit(f)(xe, we, p)   # the same Explicit-typed arrays, outside set_mesh
+    close(out, ref, f"{name}/{backend}: explicit-typed inputs outside set_mesh")
+    assert spec_of(out[0]) == (None, "data"), jax.typeof(out[0])
     # inside the user's own shard_map (check_vma=True by default)
     g = jax.shard_map(lambda x, w: f(x, w, p), mesh=MESH, in_specs=P(None, "data"),
                       out_specs=(P(None, "data"), P(None, "data") if not p else

@@ -122,6 +122,16 @@ def _aligned(shape: tuple, ref_shape: tuple, ref_spec: tuple) -> tuple:
     return tuple(out)
 
 
+def _explicit_mesh(*trees: Any) -> Any:
+    """The mesh of the first operand whose type is sharded over Explicit axes, else None."""
+    for leaf in jax.tree_util.tree_leaves(trees):
+        sh = getattr(jax.typeof(leaf), "sharding", None) if isinstance(leaf, jax.Array) else None
+        mesh = getattr(sh, "mesh", None)
+        if mesh is not None and not mesh.empty and mesh.explicit_axes:
+            return mesh
+    return None
+
+
 def _axis_names(entry: Any) -> tuple:
     if entry is None:
         return ()
@@ -136,6 +146,13 @@ def call(engine: Engine, step: Callable, state0: Any, xs: Any, params: Any, *,
     sharded operands (see the module docstring). ``xs`` leaves ``[T, *S]``, ``state0`` leaves
     broadcastable to ``S``, ``params`` leaves scalars or broadcastable to ``S``."""
     mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        # arrays sharded under set_mesh keep their Explicit types outside it: use their mesh
+        typed = _explicit_mesh(xs, state0, params)
+        if typed is not None:
+            with jax.sharding.use_abstract_mesh(typed):
+                return call(engine, step, state0, xs, params,
+                            return_state_seq=return_state_seq, **kwargs)
     run = functools.partial(engine, return_state_seq=return_state_seq, **kwargs)
     if not mesh.empty and mesh.manual_axes:
         return _in_manual(run, step, state0, xs, params)
