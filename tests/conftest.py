@@ -23,8 +23,9 @@ if os.environ.get("SNNJAX_TEST_XLA_OPT", "0") != "1":
         _flags += " --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
         # XLA's classic CPU emitters compile the interpret-mode kernels' large loop bodies in
         # about half the time of the fusion emitters (tests/test_kernel_all_neurons.py: 78 s ->
-        # 53 s on JAX 0.10.2); jaxlib 0.12 no longer has the flag (an unknown flag aborts)
-        if _jaxlib_version() < (0, 12):
+        # 53 s on JAX 0.10.2); jaxlib 0.11.2 and 0.12 no longer have the flag (an unknown flag
+        # aborts the process)
+        if _jaxlib_version() < (0, 11):
             _flags += " --xla_cpu_use_fusion_emitters=false"
         os.environ["XLA_FLAGS"] = _flags.strip()
 
