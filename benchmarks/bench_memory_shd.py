@@ -12,19 +12,23 @@ the step time, median of ``--reps`` (>= 20) synchronised calls after 3 warm-up c
 ``--reps`` samples of 10 back-to-back calls: device time, dispatch hidden), and the
 loss of the first step (the same for every variant up to fp32 rounding: same data, same initial
 parameters). Variants: ``default`` (no option: ``backend='auto'``, kernels on a GPU, ``lax.scan``
-on a CPU), ``scan``, ``pallas`` / ``mosaic`` (GPU only), and ``chunked c=K``
-(``layer.Chunked(net, chunk=K)``, default backend) for each ``--chunks`` size.
+on a CPU), ``scan``, ``pallas`` / ``mosaic`` (GPU only), ``pallas alias_cotangent`` (GPU only:
+``kernels.default_config(alias_cotangent=True)``, the backward's input gradient written into
+the spike cotangent's buffer), and ``chunked c=K`` (``layer.Chunked(net, chunk=K)``, default
+backend) for each ``--chunks`` size (with ``--unrolled`` also ``unroll=True``).
 
     python benchmarks/bench_memory_shd.py --time --json shd.json       # T = 256, 1024
     python benchmarks/bench_memory_shd.py --smoke                      # tiny CPU run (< 30 s)
     python benchmarks/bench_memory_shd.py --T 256 --buffers 12         # what dominates temp
 
 ``--buffers N`` prints the N largest temp buffers (XLA's memory-usage report of the buffer
-assignment, one compile with ``xla_dump_to``) of the default step at the first ``--T``.
+assignment, one compile with ``xla_dump_to``) of the default and chunked steps at the first
+``--T``.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -44,7 +48,7 @@ import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from snnjax import layer, neuron  # noqa: E402
+from snnjax import kernels, layer, neuron  # noqa: E402
 
 MIB = 2.0 ** 20
 N_IN, N_HIDDEN, N_OUT = 700, 128, 20
@@ -84,7 +88,8 @@ def variants(chunks: list[int], on_gpu: bool, unrolled: bool = False,
     """``(name, backend, chunk, unroll)`` of every measured configuration."""
     out: list[Variant] = [("default", "auto", None, 1)]
     out += [("scan", "scan", None, 1)] if on_gpu and scan else []   # on a CPU: the default
-    out += [("pallas", "pallas", None, 1), ("mosaic", "mosaic", None, 1)] if on_gpu else []
+    out += [("pallas", "pallas", None, 1), ("pallas alias_cotangent", "pallas", None, 1),
+            ("mosaic", "mosaic", None, 1)] if on_gpu else []
     for c in chunks:
         out.append((f"chunked c={c}", "auto", c, 1))
         if unrolled:
@@ -129,7 +134,11 @@ def compile_step(step, state, T: int, batch: int, options: dict | None = None):
 def measure(name: str, backend: str, chunk: int | None, T: int, batch: int, *, timed: bool,
             reps: int, unroll: int | bool = 1) -> dict:
     step, state = make_step(backend, chunk, unroll=unroll)
-    compiled = compile_step(step, state, T, batch)
+    # the kernels' memory option (a trace-time setting: it applies to what compiles inside)
+    option = (kernels.default_config(alias_cotangent=True) if name.endswith("alias_cotangent")
+              else contextlib.nullcontext())
+    with option:
+        compiled = compile_step(step, state, T, batch)
     ma = compiled.memory_analysis()
     row = {"T": T, "batch": batch, "variant": name, "backend": backend, "chunk": chunk,
            "unroll": unroll,

@@ -109,7 +109,8 @@ def default_config(**overrides: Any) -> Iterator[None]:
 
     Args:
       **overrides: ``Config`` fields and values (``block_n``, ``num_warps``, ``num_stages``,
-        ``chunk``, ``residuals``, ``interpret``, ``backend``), checked as :class:`Config`'s;
+        ``chunk``, ``residuals``, ``interpret``, ``backend``, ``alias_cotangent``), checked
+        as :class:`Config`'s;
         blocks nest, inner values win.
     """
     fields = {f.name for f in dataclasses.fields(Config)}

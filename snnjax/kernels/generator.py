@@ -67,6 +67,8 @@ def check_config(cfg: Config) -> Config:
     if cfg.num_stages is not None and (not isinstance(cfg.num_stages, int) or cfg.num_stages < 1):
         raise ValueError(f"Config.num_stages must be a positive int (or None), "
                          f"got {cfg.num_stages!r}")
+    if not isinstance(cfg.alias_cotangent, bool):
+        raise TypeError(f"Config.alias_cotangent must be a bool, got {cfg.alias_cotangent!r}")
     _backend_module(cfg.backend)
     return cfg
 

@@ -40,7 +40,11 @@ class Config:
     its ``backend`` argument); ``block_n``: neurons per program (Mosaic: a power of two >= 128);
     ``num_warps`` / ``num_stages``: Triton only (a Mosaic program is one warpgroup);
     ``chunk``: time steps per unrolled chunk (and checkpoint interval of ``'recompute'``);
-    ``residuals``: ``'auto'`` (fewer bytes), ``'save'`` or ``'recompute'`` (``plan.py``).
+    ``residuals``: ``'auto'`` (fewer bytes), ``'save'`` or ``'recompute'`` (``plan.py``);
+    ``alias_cotangent``: the Triton backward writes the input gradient into the buffer of the
+    incoming spike cotangent (one ``[T, N]`` buffer fewer in a training step where that
+    cotangent is computed by the step, e.g. by the next layer's backward; where it is an
+    argument of the jitted function, XLA copies it first, which costs a pass over it).
 
     Args:
       backend: ``'triton'`` or ``'mosaic'`` (default ``'triton'``).
@@ -53,6 +57,7 @@ class Config:
       residuals: ``'auto'``, ``'save'`` or ``'recompute'`` (default ``'auto'``).
       interpret: ``True``: run the kernels in Pallas' interpret mode (default ``False``;
         :func:`current_config` sets it when there is no GPU).
+      alias_cotangent: a bool (default ``False``: a memory option that can cost time).
     """
     backend: str = "triton"
     block_n: int | None = None
@@ -61,6 +66,7 @@ class Config:
     chunk: int = 8
     residuals: str = "auto"
     interpret: bool = False
+    alias_cotangent: bool = False
 
 
 def chunk_layout(T: int, chunk_len: int) -> tuple[int, int, int]:

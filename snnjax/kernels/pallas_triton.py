@@ -164,9 +164,10 @@ def run_loop(spec: LoopSpec, seq_in: Sequence[jax.Array], row_in: Sequence[jax.A
         for ref, o in zip(rout_refs, spec.final(rows, list(carry))):
             ref[...] = o.astype(ref.dtype)
 
-    # a dead cotangent's buffer becomes the input gradient (XLA copies it if it is still live)
-    aliases = {i: j for i, j in spec.aliases
-               if seq_in[i].shape == out_shape[j].shape and seq_in[i].dtype == out_shape[j].dtype}
+    # a dead cotangent's buffer becomes the input gradient (XLA copies it if it is still live
+    # or an argument of the jitted function)
+    aliases = {i: j for i, j in spec.aliases if cfg.alias_cotangent
+               and seq_in[i].shape == out_shape[j].shape and seq_in[i].dtype == out_shape[j].dtype}
     out = pl.pallas_call(
         kernel, out_shape=out_shape, grid=(nb,), in_specs=in_specs, out_specs=out_specs,
         input_output_aliases=aliases,
