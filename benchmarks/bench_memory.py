@@ -179,8 +179,15 @@ def measure(path: str, T: int, args: argparse.Namespace) -> dict:
     with ctx:
         jitted = jax.jit(step)
         t0 = time.perf_counter()
-        compiled = jitted.lower(params, rest, opt_state, x, y).compile()
+        lowered = jitted.lower(params, rest, opt_state, x, y)
+        compiled = lowered.compile()
         compile_s = time.perf_counter() - t0
+    if args.buffers:
+        import bench_memory_shd
+        print(f"# largest buffers of {path} T={T} (MiB; shapes sharing one slot):")
+        for size, shapes in bench_memory_shd.report_buffers(
+                lambda options: lowered.compile(compiler_options=options), args.buffers):
+            print(f"#   {size:8.2f}  {shapes[:300]}")
     row = {"workload": "cnn", "path": path, "T": T, "batch": args.batch, "size": args.size,
            "channels": args.channels, "device": jax.devices()[0].device_kind,
            "compile_s": compile_s, **memory(compiled)}
@@ -219,9 +226,9 @@ def spikingjelly_rows(Ts: list[int], args: argparse.Namespace) -> list[dict]:
         from spikingjelly.activation_based import functional as sjf
         from spikingjelly.activation_based import layer as sjl
         from spikingjelly.activation_based import neuron as sjn
-    except ImportError:
+    except ImportError as e:
         sjf = sjl = sjn = None
-        print("# SpikingJelly is not importable: only the PyTorch ReLU network is measured")
+        print(f"# SpikingJelly is not importable ({e}): only the PyTorch ReLU network is measured")
     c, dev = args.channels, "cuda"
     side = args.size // 2 ** len(POOL_AFTER)
 
@@ -337,6 +344,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--smoke", action="store_true",
                     help="batch 4, 16x16, 16 channels, T=4, relu+scan+remat (seconds, CPU)")
     ap.add_argument("--no-torch", action="store_true", help="skip the SpikingJelly measurement")
+    ap.add_argument("--buffers", type=int, default=0,
+                    help="print each path's N largest buffers (XLA's buffer-assignment report)")
     args = ap.parse_args(argv)
     if args.smoke:
         args.batch, args.size, args.channels, args.T = 4, 16, 16, [4]

@@ -176,15 +176,14 @@ _REPORT_LINE = re.compile(r"^\s*[\d.]+\w*B\(\s*\d+%\);\s*([\d.]+)(\w*B);\s*\d+;\
 _UNITS = {"B": 1.0, "KiB": 2.0 ** 10, "MiB": MIB, "GiB": 2.0 ** 30}
 
 
-def largest_buffers(T: int, batch: int, top: int, backend: str = "auto",
-                    chunk: int | None = None, unroll: int | bool = 1) -> list[tuple[float, str]]:
+def report_buffers(compile_with: Any, top: int, module: str = "jit_step") -> list[tuple[float, str]]:
     """The ``top`` largest buffers (MiB, shapes sharing the slot) of XLA's memory-usage report
-    of the step's buffer assignment (parameters included: the input ``[T, B, 700]`` is one)."""
-    step, state = make_step(backend, chunk, unroll=unroll)
+    of a buffer assignment: ``compile_with(options)`` compiles with the given compiler options
+    (``xla_dump_to`` is set); parameters are included."""
     with tempfile.TemporaryDirectory() as tmp:
-        compile_step(step, state, T, batch, {"xla_dump_to": tmp})
+        compile_with({"xla_dump_to": tmp})
         reports = [p for p in glob.glob(os.path.join(tmp, "*memory-usage-report.txt"))
-                   if "jit_step" in os.path.basename(p)]
+                   if module in os.path.basename(p)]
         if not reports:
             return []
         with open(max(reports, key=os.path.getmtime)) as f:
@@ -195,6 +194,13 @@ def largest_buffers(T: int, batch: int, top: int, backend: str = "auto",
         if m:
             found.append((float(m.group(1)) * _UNITS[m.group(2)] / MIB, m.group(3).strip()))
     return sorted(found, key=lambda t: -t[0])[:top]
+
+
+def largest_buffers(T: int, batch: int, top: int, backend: str = "auto",
+                    chunk: int | None = None, unroll: int | bool = 1) -> list[tuple[float, str]]:
+    """:func:`report_buffers` of the SHD step (the input ``[T, B, 700]`` is one buffer)."""
+    step, state = make_step(backend, chunk, unroll=unroll)
+    return report_buffers(lambda options: compile_step(step, state, T, batch, options), top)
 
 
 def table(rows: list[dict]) -> str:
@@ -224,6 +230,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--unrolled", action="store_true",
                    help="also each chunk size with the loop over chunks unrolled (unroll=True)")
     p.add_argument("--no-scan", action="store_true", help="skip the scan row on a GPU (slow)")
+    p.add_argument("--only", default=None,
+                   help="comma-separated variant names to run (e.g. 'default,chunked c=16')")
     p.add_argument("--buffers", type=int, default=0, help="print the N largest buffers of the "
                    "default and the chunked steps at the first T")
     p.add_argument("--json", default=None, help="write the rows to this file")
@@ -245,6 +253,8 @@ def main(args: argparse.Namespace) -> list[dict]:
     for T in Ts:
         for name, backend, chunk, unroll in variants(chunks, on_gpu, args.unrolled,
                                                      not args.no_scan):
+            if args.only and name not in args.only.split(","):
+                continue
             row = measure(name, backend, chunk, T, args.batch, timed=args.time, reps=args.reps,
                           unroll=unroll)
             rows.append(row)
