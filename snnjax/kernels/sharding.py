@@ -37,6 +37,7 @@ axis alone (e.g. only the feature axis of ``[B, F]``) makes XLA re-layout the fl
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import warnings
@@ -163,6 +164,7 @@ def call(engine: Engine, step: Callable, state0: Any, xs: Any, params: Any, *,
 
 
 _warned_interpret: set = set()
+_warned_mosaic: set = set()
 
 
 def _in_manual(run: Callable, step: Callable, state0: Any, xs: Any, params: Any) -> Any:
@@ -180,6 +182,24 @@ def _in_manual(run: Callable, step: Callable, state0: Any, xs: Any, params: Any)
                           "(varying manual axes); using lax.scan on this machine", stacklevel=4)
         run = functools.partial(scan_multi_step,
                                 return_state_seq=run.keywords.get("return_state_seq", False))
+    elif cfg is not None and getattr(cfg, "backend", None) == "mosaic":
+        # the Mosaic kernels' outputs carry no varying-axis types (check_vma=True rejects them
+        # in the kernel's loop, seen on the H200 with JAX 0.11.2); the Triton kernels declare
+        # them (out_struct): use those, else the lax.scan twin
+        from snnjax.kernels.generator import backend_available
+        tri = backend_available("triton")
+        if step not in _warned_mosaic:
+            _warned_mosaic.add(step)
+            warnings.warn("snnjax.kernels: the Mosaic GPU kernels do not run inside shard_map "
+                          "(varying manual axes); using the "
+                          + ("Triton kernels (backend='pallas')" if tri else "lax.scan path"),
+                          stacklevel=4)
+        if tri:
+            run = functools.partial(run.func, *run.args, **{
+                **run.keywords, "config": dataclasses.replace(cfg, backend="triton")})
+        else:
+            run = functools.partial(scan_multi_step,
+                                    return_state_seq=run.keywords.get("return_state_seq", False))
     # the scan carry's type: each state leaf varies over the axes its update varies over
     # (a fixed point: a state computed from psum'd values, e.g. MPBN's statistics, stays
     # replicated); inputs and traced parameters vary over all of them
