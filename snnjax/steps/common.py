@@ -78,15 +78,26 @@ def cast_out(out: Array, x: Array) -> Array:
     return out.astype(x.dtype) if out.dtype != x.dtype else out
 
 
-_BOUNDED_STEPS: set = set()
+_BOUNDED_STEPS: dict = {}   # step -> predicate of its statics
 
 
-def keeps_state_bounded(step: Callable) -> Callable:
+def keeps_state_bounded(step: Callable | None = None, *,
+                        when: Callable[[dict], bool] | None = None) -> Any:
     """Mark ``step`` as keeping every state variable finite by its own equations (a clamped
-    charge): ``BoundStep(finite_state=True)`` then adds no second saturation, which in a fused
-    kernel costs registers and time."""
-    _BOUNDED_STEPS.add(step)
-    return step
+    charge, or a hard reset of a saturated charge), for the static configurations where
+    ``when(statics)`` holds (always without ``when``): ``BoundStep(finite_state=True)`` then
+    adds no second saturation, which in a fused kernel costs registers and time. Usable as
+    ``@keeps_state_bounded`` or ``@keeps_state_bounded(when=...)``."""
+    def mark(fn: Callable) -> Callable:
+        _BOUNDED_STEPS[fn] = when if when is not None else (lambda statics: True)
+        return fn
+    return mark(step) if step is not None else mark
+
+
+def hard_reset(statics: dict) -> bool:
+    """``V = S V_r + (1 - S) saturate(H)`` is finite (or NaN) already: a finite ``V_r``
+    (checked at construction) and a saturated charge."""
+    return not statics.get("soft_reset", True)
 
 
 class BoundStep:
@@ -106,7 +117,8 @@ class BoundStep:
         self.fn = fn
         self.statics = statics
         # saturate the new state (the non-finite policy), unless the step's equations do
-        self.finite_state = finite_state and fn not in _BOUNDED_STEPS
+        bounded = _BOUNDED_STEPS.get(fn)
+        self.finite_state = finite_state and not (bounded is not None and bounded(statics))
         self._key = (fn, finite_state, tuple(sorted(statics.items())))
 
     def __call__(self, state: Any, x: Any, params: Any) -> tuple[Any, Any]:

@@ -14,7 +14,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from snnjax.steps.common import Array, SpikeFn, cast_out, fire_and_reset, rest_level, state_dtype
+from snnjax.steps.common import (Array, SpikeFn, cast_out, fire_and_reset, hard_reset,
+                                 keeps_state_bounded, rest_level, state_dtype)
 
 Charge = Callable[[Array, Array, dict], Array]
 
@@ -87,6 +88,7 @@ def integrator_step(state: dict, x: Array, params: dict, *, charge: Charge) -> t
     return {"v": v_next}, cast_out(v_next, x)
 
 
+@keeps_state_bounded(when=hard_reset)
 def if_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn, soft_reset: bool,
             detach_reset: bool) -> tuple[dict, Array]:
     """IF (also SimpleIF, HalfThresholdIF): ``H = V + X``, then fire and reset.
@@ -97,6 +99,7 @@ def if_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn, soft_res
                         soft_reset=soft_reset, detach_reset=detach_reset)
 
 
+@keeps_state_bounded(when=hard_reset)
 def lif_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn, decay_input: bool,
              soft_reset: bool, detach_reset: bool) -> tuple[dict, Array]:
     """LIF: :func:`lif_charge`, then fire and reset. Params ``tau``, ``v_threshold``, ``v_reset``."""
@@ -105,6 +108,7 @@ def lif_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn, decay_i
                         soft_reset=soft_reset, detach_reset=detach_reset)
 
 
+@keeps_state_bounded(when=hard_reset)
 def plif_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn, decay_input: bool,
               soft_reset: bool, detach_reset: bool) -> tuple[dict, Array]:
     """Parametric LIF: :func:`plif_charge` (decay ``sigmoid(w)``), then fire and reset."""
@@ -113,6 +117,7 @@ def plif_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn, decay_
                         soft_reset=soft_reset, detach_reset=detach_reset)
 
 
+@keeps_state_bounded(when=hard_reset)
 def simple_lif_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn,
                     decay_input: bool, soft_reset: bool, detach_reset: bool) -> tuple[dict, Array]:
     """SimpleLIF: :func:`simple_lif_charge`, then fire and reset."""
