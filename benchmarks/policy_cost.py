@@ -3,13 +3,14 @@
 Times ``bench_neurons.bench_jax('Izhikevich', backend, 16, 8M)`` with parts of the step patched
 out (measurement only, not a supported configuration): the reset's saturation (``nosat``), the
 charge and adaptation clamps (``noclamp``), the NaN-propagating ``max``/``min`` rewrite of the
-Triton lowering (``nonan``), and all three. ``python benchmarks/policy_cost.py`` (needs a GPU).
+Triton lowering (``nonan``), and all three; and PLIF with and without the state saturation
+after its (hard) reset (``state_saturation``). ``python benchmarks/policy_cost.py`` (needs a GPU).
 """
 import sys, json
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 import jax, jax.numpy as jnp
 import bench_neurons as bn
-from snnjax.steps import adaptive, common
+from snnjax.steps import adaptive, common, integrate_and_fire
 from snnjax.kernels import generator, jaxpr_tools
 
 orig_reset, orig_clamp, orig_nan = adaptive.reset, adaptive.clamp_membrane, jaxpr_tools._may_be_nan
@@ -39,3 +40,20 @@ for name in ("Izhikevich",):
             print(json.dumps({"neuron": name, "backend": backend, "variant": v,
                               "fwd_ms": round(r["fwd_ms"], 3), "fwd_bwd_ms": round(r["fwd_bwd_ms"], 3)}), flush=True)
 setv()
+
+# PLIF: the hard reset of the saturated charge bounds the state; the default leaves out the
+# second saturation (steps.common.keeps_state_bounded); put it back to measure what it costs
+hard_reset_bound = common._BOUNDED_STEPS[integrate_and_fire.plif_step]
+for saturated in (False, True):
+    if saturated:
+        del common._BOUNDED_STEPS[integrate_and_fire.plif_step]
+    else:
+        common._BOUNDED_STEPS[integrate_and_fire.plif_step] = hard_reset_bound
+    setv()
+    for backend in ("pallas", "mosaic"):
+        r = bn.bench_jax("PLIF", backend, T, N, reps=25)
+        print(json.dumps({"neuron": "PLIF", "backend": backend,
+                          "variant": {"state_saturation": saturated},
+                          "fwd_ms": round(r["fwd_ms"], 3), "fwd_bwd_ms": round(r["fwd_bwd_ms"], 3)}),
+              flush=True)
+common._BOUNDED_STEPS[integrate_and_fire.plif_step] = hard_reset_bound

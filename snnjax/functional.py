@@ -234,9 +234,10 @@ def chunked_forward(model: nnx.Module, x_seq: Any, chunk: int, *, unroll: int | 
       x_seq: the input ``[T, B, *]`` (an array, or a pytree of arrays sharing ``T``).
       chunk: time steps per chunk, a positive int; ``chunk >= T`` is one rematerialised chunk.
       unroll: chunks per iteration of the ``lax.scan`` over chunks (a positive int, or ``True``
-        for all of them: no loop). On a GPU each loop iteration costs a host round trip for its
-        predicate, which dominates a small network's step; unrolling removes it and leaves the
-        memory unchanged (each chunk is still its own checkpoint). Default 1.
+        for all of them: no loop). Unrolling trades memory for time: on the H200 the SHD-shaped
+        step with ``chunk=128, unroll=True`` took 0.56 ms instead of 0.85 ms but 275 MiB of temp
+        memory instead of 159 MiB, since XLA may then schedule the chunks' recomputations
+        together (``benchmarks/RESULTS.md``). Default 1.
       policy: optional ``jax.checkpoint`` policy for what a chunk may save (default ``None``:
         nothing but its inputs).
       owner: the name used in error messages.

@@ -11,8 +11,10 @@ communication for the values or the input gradient. Three contexts, one entry po
   the shards, ``pcast``'s transpose being a ``psum``), and each state leaf over the axes its
   update varies over (a fixed point found by tracing the step: the ``lax.scan`` carry keeps one
   type, and a state computed from ``psum``'d values, like MPBN's statistics, stays replicated).
-  Compiled kernels declare their outputs with the same varying axes (:func:`out_struct`); Pallas
-  *interpret* mode cannot run there in JAX 0.10 and falls back to ``lax.scan`` with a warning.
+  Compiled Triton kernels declare their outputs with the same varying axes (:func:`out_struct`);
+  the Mosaic kernels cannot (their outputs carry no varying types), so ``backend='mosaic'`` runs
+  the Triton kernels there, with a warning; Pallas *interpret* mode cannot run there in JAX
+  0.10 and falls back to ``lax.scan`` with a warning.
 * **Under ``jax.set_mesh`` with Explicit axes** (shardings are part of the types): a sharded
   time axis is gathered first (the recurrence couples all steps) and the outputs are resharded
   back, so outputs always keep the input's sharding; a state sharded otherwise than the input is
@@ -167,6 +169,12 @@ _warned_interpret: set = set()
 _warned_mosaic: set = set()
 
 
+def _scan_twin(run: Callable) -> Callable:
+    """The ``lax.scan`` engine in place of the kernel engine ``run`` (same results)."""
+    return functools.partial(scan_multi_step,
+                             return_state_seq=run.keywords.get("return_state_seq", False))
+
+
 def _in_manual(run: Callable, step: Callable, state0: Any, xs: Any, params: Any) -> Any:
     axes = varying_axes(state0, xs, params)
     if not axes:
@@ -180,13 +188,12 @@ def _in_manual(run: Callable, step: Callable, state0: Any, xs: Any, params: Any)
             _warned_interpret.add(step)
             warnings.warn("snnjax.kernels: Pallas interpret mode does not run inside shard_map "
                           "(varying manual axes); using lax.scan on this machine", stacklevel=4)
-        run = functools.partial(scan_multi_step,
-                                return_state_seq=run.keywords.get("return_state_seq", False))
+        run = _scan_twin(run)
     elif cfg is not None and getattr(cfg, "backend", None) == "mosaic":
         # the Mosaic kernels' outputs carry no varying-axis types (check_vma=True rejects them
         # in the kernel's loop, seen on the H200 with JAX 0.11.2); the Triton kernels declare
         # them (out_struct): use those, else the lax.scan twin
-        from snnjax.kernels.generator import backend_available
+        from snnjax.kernels.generator import backend_available   # generator imports this module
         tri = backend_available("triton")
         if step not in _warned_mosaic:
             _warned_mosaic.add(step)
@@ -194,12 +201,9 @@ def _in_manual(run: Callable, step: Callable, state0: Any, xs: Any, params: Any)
                           "(varying manual axes); using the "
                           + ("Triton kernels (backend='pallas')" if tri else "lax.scan path"),
                           stacklevel=4)
-        if tri:
-            run = functools.partial(run.func, *run.args, **{
-                **run.keywords, "config": dataclasses.replace(cfg, backend="triton")})
-        else:
-            run = functools.partial(scan_multi_step,
-                                    return_state_seq=run.keywords.get("return_state_seq", False))
+        run = (functools.partial(run.func, *run.args, **{
+            **run.keywords, "config": dataclasses.replace(cfg, backend="triton")})
+            if tri else _scan_twin(run))
     # the scan carry's type: each state leaf varies over the axes its update varies over
     # (a fixed point: a state computed from psum'd values, e.g. MPBN's statistics, stays
     # replicated); inputs and traced parameters vary over all of them
