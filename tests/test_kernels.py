@@ -282,6 +282,9 @@ def test_config_errors_and_context():
     with pytest.raises(ValueError, match="Config.chunk"):
         with K.default_config(chunk=-1):
             pass
+    with pytest.raises(TypeError, match="Config.alias_cotangent must be a bool, got 'yes'"):
+        with K.default_config(alias_cotangent="yes"):
+            pass
     with K.default_config(chunk=2, residuals="save"):
         assert K.current_config().chunk == 2 and K.current_config().residuals == "save"
         check_against_scan(if_step, {"v": jnp.zeros(N)}, xs, ())
