@@ -163,6 +163,57 @@ def _():
                 assert not any(collectives(gx).values()), ("explicit", collectives(gx))
 
 
+@check("Mosaic tail block per shard: a shared parameter's gradient summed over the shards")
+def _():
+    # A launch on 130 neurons per shard: one block of 128 and a tail block overlapping it (the
+    # Mosaic layout), whose per-program partial sums ('block' outputs) take the overlap path;
+    # the sum must also run over the shards. The kernel is a jnp stand-in with the same
+    # layout (Mosaic's interpreter, on host callbacks, runs unpartitioned).
+    import types
+    from snnjax.kernels import sharding as ksh
+
+    def run_loop(spec, seq_in, row_in, *, T, Np, block_n, cfg):
+        x = seq_in[0]
+        nb = -(-Np // block_n)
+        parts = []
+        for b in range(nb):
+            start = min(b * block_n, Np - block_n)
+            part = jnp.sum(x[:, start:start + block_n], axis=0)
+            lane = jnp.arange(block_n)
+            parts.append(jnp.where(lane >= b * block_n - start, part, 0.0))
+        return [2.0 * x], [jnp.stack(parts)]
+    spec = types.SimpleNamespace(row_in_kinds=(), seq_out=((jnp.float32, True),),
+                                 row_out=((jnp.float32, "block"),))
+    cfg = types.SimpleNamespace(backend="mosaic", interpret=False)
+    launch = ksh.launcher(run_loop, T=3, block_n=128, cfg=cfg, padded_size=lambda n, b: max(n, b))
+    f = jax.jit(lambda x: launch(spec, [x], []))
+    x = jax.random.normal(KEY, (3, 4 * 130))
+    (seq,), (total,) = f(jax.device_put(x, NamedSharding(MESH, P(None, "data"))))
+    close(seq, 2.0 * x, "sequence output")
+    close(jnp.sum(total), jnp.sum(x), "partial sums over programs and shards", rtol=1e-5)
+    (seq1,), (total1,) = f(x)   # unsharded input: the same
+    close(jnp.sum(total1), jnp.sum(x), "unsharded", rtol=1e-5)
+
+    # the interpreted Mosaic kernels themselves on several devices (they run whole)
+    plif = neuron.ParametricLIFNode(step_mode="m", backend="mosaic")
+
+    def grads(x, w):
+        loss = lambda x, w: jnp.sum(plif.multi_step(plif.init_state(x[0]), x, {"w": w})[1]
+                                    * jnp.cos(x))
+        return jax.grad(loss, argnums=(0, 1))(x, w)
+    xm = jax.random.normal(KEY, (3, 8, 65)) + 0.6
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = jax.jit(grads)(xm, jnp.asarray(-0.3))
+        plif.backend = "scan"
+        scan = jax.jit(grads)(xm, jnp.asarray(-0.3))
+        plif.backend = "mosaic"
+        out = jax.jit(grads)(jax.device_put(xm, NamedSharding(MESH, P(None, "data"))),
+                             jnp.asarray(-0.3))
+    close(ref, scan, "PLIF mosaic (interpret) vs scan, 4 devices")
+    close(out, scan, "PLIF mosaic (interpret), sharded input")
+
+
 # --- bad input: coupled axes, uneven splits, other state shardings, random draws --------------
 
 @check("time axis sharded: correct (gathered) on scan and kernels, output keeps the sharding")

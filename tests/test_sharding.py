@@ -21,7 +21,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 GROUPS = {
     "neurons": ["neuron LIFNode scan", "neuron LIFNode pallas", "neuron ParametricLIFNode pallas",
                 "neuron CUBALIFNode scan", "neuron FlexSN pallas",
-                "init_state keeps the input's sharding", "compiled HLO", "time axis sharded"],
+                "init_state keeps the input's sharding", "compiled HLO", "time axis sharded",
+                "Mosaic tail block per shard"],
     "couplings": ["uneven split", "state sharded differently", "PSN / SlidingPSN", "MPBN", "ILC",
                   "noisy neuron", "data-parallel and FSDP"],
 }

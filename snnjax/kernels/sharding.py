@@ -370,16 +370,20 @@ def launcher(run_loop: Callable, *, T: int, block_n: int, cfg: Any,
                 elif k == "block":   # per-program lane sums; the padded lanes are not neurons
                     valid = (jnp.arange(Np) < n).reshape(Np // block_n, block_n)
                     o = jnp.sum(jnp.where(valid, o, 0), axis=0, keepdims=True)
-                    if psum_axes:
-                        o = jax.lax.psum(o, psum_axes)
-                else:
+                if k == "block" and psum_axes:   # and over the shards
+                    o = jax.lax.psum(o, psum_axes)
+                elif k != "block":
                     o = o[:, :n]
                 res.append(o)
             return tuple(seq_out) + tuple(res)
 
         # an uneven split cannot be described to the partitioner (JAX 0.10 raises while decoding
         # it): a neuron count that no group of devices divides runs unpartitioned (XLA gathers)
-        if not _partitionable(seq_in + row_in) or N % jax.device_count():
+        # (Mosaic's interpreter runs on ordered host callbacks, which custom_partitioning cannot
+        # lower: on the CPU that launch stays whole too)
+        interpreted_callbacks = cfg.backend == "mosaic" and cfg.interpret
+        if not _partitionable(seq_in + row_in) or N % jax.device_count() \
+                or interpreted_callbacks:
             out = local(*seq_in, *row_in)
             return list(out[:n_sout]), list(out[n_sout:])
         f = custom_partitioning(lambda *flat: local(*flat))
