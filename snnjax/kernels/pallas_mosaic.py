@@ -6,6 +6,13 @@ warpgroup of 128 threads) per ``block_n`` neurons; the time axis a ``lax.fori_lo
 vectors loaded straight from GMEM (``x_ref[t, pl.ds(start, block_n)]``) -- measured at 3.3-3.7
 TB/s on the H200 without SMEM staging (``shared/notes/mosaic-gpu.md``).
 
+Lowering semantics: ``Lane``, with every row in one fixed layout (``_row_layout``: contiguous
+``vec_size`` elements per thread, set on each load, carry and iota). The ``Warpgroup``
+semantics would infer layouts instead, and its solver grows faster than linearly with the
+kernel: on the H200 the first call of LIF's forward+backward at T=64 took 2.19 s with it and
+0.87 s with ``Lane`` at the same speed (0.731 / 0.735 ms at T=16, N=8M; CPU cross-lowering:
+LIF 2.04 -> 0.31 s, Izhikevich 5.26 -> 0.38 s; ``benchmarks/RESULTS.md``).
+
 Sizes that are not a multiple of the block are handled in the kernel, without a padded copy of
 the operands: the last program's block is shifted back to end at ``N`` (``start = N - block_n``)
 and so overlaps the previous one. The overlapped neurons are computed twice from the same
@@ -34,7 +41,8 @@ MIN_BLOCK = 128          # one warpgroup; Mosaic's strided layouts need multiple
 # vs 0.76 at 512, 0.80 at 1024, 1.13 at 2048 (benchmarks/RESULTS.md, sweep_kernels.py)
 MAX_BLOCK = 256
 
-# Registered in Mosaic GPU's warpgroup rules but failing layout inference (JAX 0.11.2, notes):
+# Registered, but failing the Warpgroup semantics' layout inference (JAX 0.11.2, notes); kept
+# rewritten under Lane semantics (not re-measured there):
 _BROKEN = frozenset({"erf", "atan2"})
 
 
@@ -66,11 +74,11 @@ def _interpret_params_cls() -> Any:
 
 @functools.lru_cache(maxsize=1)
 def _registered() -> frozenset[str]:
-    """Primitive names with a Mosaic GPU warpgroup-semantics lowering rule."""
+    """Primitive names with a Mosaic GPU lowering rule (Lane semantics, as this backend uses)."""
     try:
         from jax._src.pallas.mosaic_gpu import core as gpu_core
         from jax._src.pallas.mosaic_gpu import lowering as ml
-        key = (_plgpu().LoweringSemantics.Warpgroup, gpu_core.PrimitiveSemantics.Warpgroup)
+        key = (_plgpu().LoweringSemantics.Lane, gpu_core.PrimitiveSemantics.Warpgroup)
         return frozenset(p.name for p in ml.mosaic_lowering_rules[key])
     except Exception:  # private module moved: assume the set measured on JAX 0.11.2
         return frozenset("""add sub mul div neg abs sign max min integer_pow square rsqrt exp
@@ -125,22 +133,42 @@ def _params(cfg: Config) -> dict:
     sem = getattr(plgpu, "LoweringSemantics", None)
     if sem is not None:
         try:
-            kw["compiler_params"] = plgpu.CompilerParams(lowering_semantics=sem.Warpgroup)
-        except TypeError:  # a JAX without the field: warpgroup is its only semantics
+            kw["compiler_params"] = plgpu.CompilerParams(lowering_semantics=sem.Lane)
+        except TypeError:  # a JAX without the field: Lane is its only semantics
             pass
     return kw
+
+
+def _row_layout(block_n: int) -> Any:
+    """The one layout of every row: ``vec_size`` contiguous elements per thread (up to 4, a
+    16-byte fp32 access), the same for every dtype, so rows of mixed dtypes combine."""
+    plgpu = _plgpu()
+    return plgpu.Layout.WG_STRIDED((block_n,), vec_size=min(block_n // 128, 4))
+
+
+def _fixed(v: jax.Array, block_n: int, interpret: bool) -> jax.Array:
+    """``v`` in the row layout (right after a load or iota: the load itself uses it). A
+    lowering hint with no effect on values; the interpreter of JAX 0.10 has no rule for it."""
+    return v if interpret else _plgpu().layout_cast(v, _row_layout(block_n))
 
 
 class _RefIO:
     """Row access for ``LoopSpec.chunk``: ``(block_n,)`` rows at this program's offset."""
 
     def __init__(self, seq_refs: Sequence[Any], out_refs: Sequence[Any], cdt: Any, start: Any,
-                 block_n: int):
+                 block_n: int, interpret: bool):
         self.seq_refs, self.out_refs, self.cdt = seq_refs, out_refs, cdt
         self.cols = pl.ds(start, block_n)
+        self.block_n, self.interpret = block_n, interpret
+
+    def row(self, ref: Any, index: Any, cols: Any = None) -> jax.Array:
+        """Row ``index`` of ``ref`` (this program's columns, or ``cols``) in the row layout,
+        cast to the compute dtype."""
+        v = ref[index, self.cols if cols is None else cols]
+        return _fixed(v, self.block_n, self.interpret).astype(self.cdt)
 
     def load(self, i: int, index: Any) -> jax.Array:
-        return self.seq_refs[i][index, self.cols].astype(self.cdt)
+        return self.row(self.seq_refs[i], index)
 
     def store(self, j: int, index: Any, value: jax.Array) -> None:
         ref = self.out_refs[j]
@@ -173,21 +201,23 @@ def run_loop(spec: LoopSpec, seq_in: Sequence[jax.Array], row_in: Sequence[jax.A
         rout_refs = refs[n_seq + n_row + n_sout:]
         b = jax.lax.axis_index("b")
         start = jnp.minimum(b * B, Np - B)     # the tail block overlaps its predecessor
-        io = _RefIO(seq_refs, sout_refs, cdt, start, B)
-        rows = [ref[0, pl.ds(0, B)] if kind == "shared" else ref[0, io.cols]
+        io = _RefIO(seq_refs, sout_refs, cdt, start, B, cfg.interpret)
+        rows = [io.row(ref, 0, pl.ds(0, B) if kind == "shared" else None)
                 for ref, kind in zip(row_refs, spec.row_in_kinds)]
-        rows = [v.astype(cdt) for v in rows]
         first = 1 if r else 0
 
+        def conform(values):   # a loop carry keeps one layout (zeros start as a splat)
+            return tuple(_fixed(v.astype(cdt), B, cfg.interpret) for v in values)
+
         def run_chunk(carry, t0, c, n):
-            return tuple(v.astype(cdt) for v in spec.chunk(rows, list(carry), io, t0, c, n))
+            return conform(spec.chunk(rows, list(carry), io, t0, c, n))
 
         def full(i, carry):
             if spec.reverse:
                 i = n_full - 1 - i
             return run_chunk(carry, r + i * K, first + i, K)
 
-        carry = tuple(v.astype(cdt) for v in spec.init(rows))
+        carry = conform(spec.init(rows))
         if r and not spec.reverse:
             carry = run_chunk(carry, 0, 0, r)
         if n_full:
@@ -197,7 +227,7 @@ def run_loop(spec: LoopSpec, seq_in: Sequence[jax.Array], row_in: Sequence[jax.A
         finals = spec.final(rows, list(carry))
         if "block" in row_kinds and Np % B:
             # lanes below b * B belong to the previous program: out of this partial sum
-            lane = jax.lax.broadcasted_iota(jnp.int32, (B,), 0)
+            lane = _fixed(jax.lax.broadcasted_iota(jnp.int32, (B,), 0), B, cfg.interpret)
             own = lane >= b * B - start
         for ref, o, kind in zip(rout_refs, finals, row_kinds):
             if kind == "block":
