@@ -49,6 +49,17 @@ def _backend_module(name: str) -> Any:
                      f"{KERNEL_BACKENDS}")
 
 
+def default_chunk(plan: StepPlan) -> int:
+    """Time steps per chunk when ``Config.chunk`` is None: 8, or 4 for a step whose
+    ``'recompute'`` backward keeps more than one value per step in registers (the chunk's
+    residual rows; fewer live registers). Measured on the H200, forward+backward, T=16, N=8M,
+    Triton / Mosaic, chunk 8 -> 4: ComplementaryLIF 0.938 -> 0.888 / 1.048 -> 0.899 ms, EIF
+    0.829 -> 0.780 / 0.905 -> 0.816, QIF 0.794 -> 0.777 / 0.827 -> 0.787, Izhikevich 0.897 ->
+    0.889 / 0.916 -> 0.923; every one-value step (LIF 0.735 -> 0.771 / 0.733 -> 0.766, ...) is
+    faster at 8 (``benchmarks/backend_table.py --time --chunks 8,4``, ``RESULTS.md``)."""
+    return 8 if len(plan.recompute.cut) <= 1 else 4
+
+
 def backend_available(name: str) -> bool:
     """Whether the installed JAX has the lowering of kernel backend ``name``."""
     return _backend_module(name).available()
@@ -56,8 +67,9 @@ def backend_available(name: str) -> bool:
 
 def check_config(cfg: Config) -> Config:
     """Validate ``cfg`` (clear errors naming the field)."""
-    if not isinstance(cfg.chunk, int) or cfg.chunk < 1:
-        raise ValueError(f"Config.chunk must be a positive int, got {cfg.chunk!r}")
+    if cfg.chunk is not None and (not isinstance(cfg.chunk, int) or isinstance(cfg.chunk, bool)
+                                  or cfg.chunk < 1):
+        raise ValueError(f"Config.chunk must be a positive int (or None), got {cfg.chunk!r}")
     if cfg.residuals not in RESIDUAL_MODES:
         raise ValueError(f"Config.residuals must be one of {RESIDUAL_MODES}, got {cfg.residuals!r}")
     for name in ("block_n", "num_warps"):
@@ -152,7 +164,7 @@ def _build(step: Callable, defs: tuple, geom: Geometry, ops: Operands, return_st
     # unpadded [L, N] operands; each launch pads per shard (partitioned under jax.jit)
     mod = _backend_module(cfg.backend)
     run = launcher(mod.run_loop, T=T, block_n=block_n, cfg=cfg, padded_size=mod.padded_size)
-    K = min(cfg.chunk, T)
+    K = min(cfg.chunk or default_chunk(plan), T)
     n_x = plan.n_x
     sizes = dict(x_itemsizes=tuple(np.dtype(d).itemsize for d in x_dtypes),
                  out_itemsize=np.dtype(out_dtype).itemsize,

@@ -39,7 +39,8 @@ class Config:
     ``backend``: the Pallas lowering, ``'triton'`` or ``'mosaic'`` (``multi_step`` sets it from
     its ``backend`` argument); ``block_n``: neurons per program (Mosaic: a power of two >= 128);
     ``num_warps`` / ``num_stages``: Triton only (a Mosaic program is one warpgroup);
-    ``chunk``: time steps per unrolled chunk (and checkpoint interval of ``'recompute'``);
+    ``chunk``: time steps per unrolled chunk (and checkpoint interval of ``'recompute'``;
+    ``None``: ``generator.default_chunk``, 8 or 4 from the step's register need);
     ``residuals``: ``'auto'`` (fewer bytes), ``'save'`` or ``'recompute'`` (``plan.py``);
     ``alias_cotangent``: the Triton backward writes the input gradient into the buffer of the
     incoming spike cotangent (one ``[T, N]`` buffer fewer in a training step where that
@@ -53,7 +54,8 @@ class Config:
       num_warps: Triton warps per program, a power of two or ``None`` (default ``None``).
       num_stages: Triton software-pipelining stages, a positive int or ``None`` (default
         ``None``).
-      chunk: time steps per unrolled chunk, a positive int (default ``8``).
+      chunk: time steps per unrolled chunk, a positive int, or ``None`` for 8 (4 for a step
+        whose backward keeps several values per step; default ``None``).
       residuals: ``'auto'``, ``'save'`` or ``'recompute'`` (default ``'auto'``).
       interpret: ``True``: run the kernels in Pallas' interpret mode (default ``False``;
         :func:`current_config` sets it when there is no GPU).
@@ -63,7 +65,7 @@ class Config:
     block_n: int | None = None
     num_warps: int | None = None
     num_stages: int | None = None
-    chunk: int = 8
+    chunk: int | None = None
     residuals: str = "auto"
     interpret: bool = False
     alias_cotangent: bool = False
