@@ -254,3 +254,49 @@ def test_mosaic_cross_lowers_for_cuda():
 
         _cross_lower(lambda x: kernels.pallas_multi_step(step, {"v": jnp.zeros(N)}, x, (),
                                                          config=cfg), x)
+
+
+def test_auto_choice_per_device_step_and_config(monkeypatch):
+    """'auto' on a (pretended) Hopper GPU: Mosaic, except for the steps measured slower there,
+    a configuration with a Triton-only option, and inside a shard_map over varying axes;
+    Triton on older GPUs. A step only Triton lowers moves to Triton without a warning."""
+    from snnjax import kernels as K
+    x = jnp.ones((2, 256), jnp.float32)
+    lif, eif = neuron.LIFNode(step_mode="m"), neuron.EIFNode(step_mode="m")
+
+    def choice(m, config=None, state=None, xs=x):
+        state = m.init_state(xs[0]) if state is None else state
+        cfg = K._kernel_config(m.bound_step(), state, xs, m.params(), "auto", config)
+        return cfg.backend
+    monkeypatch.setattr(K, "_cuda_major", lambda: 8)
+    assert K.auto_kernel_backend() == "triton" and choice(lif) == "triton"
+    monkeypatch.setattr(K, "_cuda_major", lambda: 9)
+    assert K.auto_kernel_backend() == "mosaic" and choice(lif) == "mosaic"
+    assert K.step_name(eif.bound_step()) in K.AUTO_TRITON_STEPS and choice(eif) == "triton"
+    for triton_only in (dict(num_warps=2), dict(num_stages=2), dict(alias_cotangent=True),
+                        dict(block_n=64)):
+        assert choice(lif, Config(interpret=True, **triton_only)) == "triton", triton_only
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("d",))
+    seen = []
+    jax.shard_map(lambda xs: seen.append(choice(lif, xs=xs)) or xs, mesh=mesh,
+                  in_specs=jax.sharding.PartitionSpec("d"),
+                  out_specs=jax.sharding.PartitionSpec("d"))(x)
+    assert seen == ["triton"]
+
+    def pow_step(state, x, params):   # a traced exponent: no Mosaic rewrite, Triton has pow
+        v = state["v"] * 0.5 + jnp.abs(x) ** params["p"]
+        return {"v": v}, v
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cfg = K._kernel_config(pow_step, {"v": jnp.zeros(256)}, x, {"p": jnp.float32(1.5)},
+                               "auto", None)
+    assert cfg.backend == "triton"
+
+
+def test_auto_triton_steps_name_real_functions():
+    """Every entry of ``AUTO_TRITON_STEPS`` is an existing step function (a rename would
+    silently move that neuron to Mosaic)."""
+    import importlib
+    for name in kernels.AUTO_TRITON_STEPS:
+        module, fn = name.rsplit(".", 1)
+        assert callable(getattr(importlib.import_module(module), fn)), name

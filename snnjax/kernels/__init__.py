@@ -25,8 +25,17 @@ from snnjax.kernels.scan import Step, scan_multi_step
 BACKENDS = ("auto", "scan", "pallas", "mosaic")
 # kernel backend (``Config.backend``) of each kernel ``multi_step`` backend
 _KERNEL = {"pallas": "triton", "mosaic": "mosaic"}
-# 'auto' on CUDA sm90+: Mosaic when set (measured no slower than Triton, benchmarks/RESULTS.md)
-AUTO_PREFERS_MOSAIC = False
+# 'auto' on CUDA sm90+: the Mosaic kernels (LIF T=16, N=8M on the H200: as fast as Triton,
+# first call at T=64 0.92 vs 0.81 s; benchmarks/RESULTS.md), except for the steps measured more
+# than 2% slower there than on Triton (forward+backward, T=16, N=8M, two runs of
+# ``benchmarks/backend_table.py --time``), which keep the Triton kernels
+AUTO_PREFERS_MOSAIC = True
+AUTO_TRITON_STEPS = frozenset({
+    "snnjax.steps.adaptive.eif_step",          # Mosaic / Triton 1.05-1.08
+    "snnjax.steps.adaptive.izhikevich_step",   # 1.02-1.04
+    "snnjax.steps.lif_variants.klif_step",     # 1.05-1.08
+    "snnjax.steps.lif_variants.liaf_step",     # 1.04-1.05
+})
 
 
 def check_backend(backend: str) -> str:
@@ -45,17 +54,45 @@ def on_gpu() -> bool:
     return jax.default_backend() == "gpu"
 
 
-def auto_kernel_backend() -> str:
-    """The kernel backend ``'auto'`` uses on this GPU: ``'mosaic'`` on CUDA compute capability
-    9.0 or newer (Hopper+) where preferred, else ``'triton'`` (older GPUs, ROCm)."""
+def step_name(step: Any) -> str:
+    """``module.qualname`` of a step function (of a ``BoundStep``'s function): the key of
+    :data:`AUTO_TRITON_STEPS`.
+
+    Args:
+      step: a step function or a ``BoundStep``.
+    """
+    fn = getattr(step, "fn", step)
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
+def _cuda_major() -> int:
+    """The default device's CUDA compute capability major version (0: none, e.g. CPU, ROCm)."""
     try:
         cc = getattr(jax.devices()[0], "compute_capability", None)
-        major = int(str(cc).split(".")[0]) if cc is not None else 0
+        return int(str(cc).split(".")[0]) if cc is not None else 0
     except Exception:
-        major = 0
-    if AUTO_PREFERS_MOSAIC and major >= 9 and backend_available("mosaic"):
+        return 0
+
+
+def auto_kernel_backend(step: Any = None) -> str:
+    """The kernel backend ``'auto'`` uses on this GPU (for ``step``, if given): ``'mosaic'`` on
+    CUDA compute capability 9.0 or newer (Hopper+), except for the steps in
+    :data:`AUTO_TRITON_STEPS`; else ``'triton'`` (older GPUs, ROCm).
+
+    Args:
+      step: the step function (or ``BoundStep``), or ``None`` for the device's default.
+    """
+    if (AUTO_PREFERS_MOSAIC and _cuda_major() >= 9 and backend_available("mosaic")
+            and (step is None or step_name(step) not in AUTO_TRITON_STEPS)):
         return "mosaic"
     return "triton"
+
+
+def _triton_only(cfg: Config) -> bool:
+    """Whether ``cfg`` sets an option only the Triton kernels have (warps, stages, the aliased
+    cotangent, a block below one warpgroup): ``'auto'`` then runs Triton."""
+    return (cfg.num_warps is not None or cfg.num_stages is not None or cfg.alias_cotangent
+            or (cfg.block_n is not None and cfg.block_n < 128))
 
 
 def _kernel_config(step: Step, state0: Any, xs: Any, params: Any, backend: str,
@@ -65,7 +102,15 @@ def _kernel_config(step: Step, state0: Any, xs: Any, params: Any, backend: str,
     ``lax.scan`` where the installed JAX has no Triton lowering); ``'pallas'`` raises
     ``KernelLoweringError``; ``'auto'`` tries its kernel backend, then Triton, then scan."""
     cfg = check_config(config) if config is not None else current_config()
-    kernel = auto_kernel_backend() if backend == "auto" else _KERNEL[backend]
+    if backend == "auto":
+        kernel = auto_kernel_backend(step)
+        # Triton where a Triton-only option is set, or inside a shard_map over varying axes
+        # (where the Mosaic kernels do not run: kernels/sharding.py)
+        if kernel == "mosaic" and (_triton_only(cfg)
+                                   or sharding.varying_axes(state0, xs, params)):
+            kernel = "triton"
+    else:
+        kernel = _KERNEL[backend]
     cfg = dataclasses.replace(cfg, backend=kernel)
     if backend == "pallas":
         return cfg
@@ -85,7 +130,8 @@ def _kernel_config(step: Step, state0: Any, xs: Any, params: Any, backend: str,
             raise                          # neither lowering can: as 'pallas' would
         warn_once(step, err if backend == "mosaic" else e)
         return None
-    warn_once(step, err, to="the Triton kernels (backend='pallas')")
+    if backend == "mosaic":             # 'auto' picks Triton without a word
+        warn_once(step, err, to="the Triton kernels (backend='pallas')")
     return tri
 
 
@@ -206,6 +252,7 @@ def _engine(step: Step, state0: Any, xs: Any, params: Any, backend: str,
     return pallas_multi_step, {"config": cfg}
 
 
-__all__ = ["BACKENDS", "Config", "KernelLoweringError", "Step", "auto_kernel_backend",
+__all__ = ["AUTO_TRITON_STEPS", "BACKENDS", "Config", "KernelLoweringError", "Step",
+           "auto_kernel_backend", "step_name",
            "check_backend", "current_config",
            "default_config", "multi_step", "on_gpu", "single_step", "pallas_multi_step", "scan_multi_step"]
