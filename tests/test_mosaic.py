@@ -262,7 +262,7 @@ def test_auto_choice_per_device_step_and_config(monkeypatch):
     Triton on older GPUs. A step only Triton lowers moves to Triton without a warning."""
     from snnjax import kernels as K
     x = jnp.ones((2, 256), jnp.float32)
-    lif, eif = neuron.LIFNode(step_mode="m"), neuron.EIFNode(step_mode="m")
+    lif, izh = neuron.LIFNode(step_mode="m"), neuron.IzhikevichNode(step_mode="m")
 
     def choice(m, config=None, state=None, xs=x):
         state = m.init_state(xs[0]) if state is None else state
@@ -272,7 +272,7 @@ def test_auto_choice_per_device_step_and_config(monkeypatch):
     assert K.auto_kernel_backend() == "triton" and choice(lif) == "triton"
     monkeypatch.setattr(K, "_cuda_major", lambda: 9)
     assert K.auto_kernel_backend() == "mosaic" and choice(lif) == "mosaic"
-    assert K.step_name(eif.bound_step()) in K.AUTO_TRITON_STEPS and choice(eif) == "triton"
+    assert K.step_name(izh.bound_step()) in K.AUTO_TRITON_STEPS and choice(izh) == "triton"
     for triton_only in (dict(num_warps=2), dict(num_stages=2), dict(alias_cotangent=True),
                         dict(block_n=64)):
         assert choice(lif, Config(interpret=True, **triton_only)) == "triton", triton_only

@@ -25,16 +25,15 @@ from snnjax.kernels.scan import Step, scan_multi_step
 BACKENDS = ("auto", "scan", "pallas", "mosaic")
 # kernel backend (``Config.backend``) of each kernel ``multi_step`` backend
 _KERNEL = {"pallas": "triton", "mosaic": "mosaic"}
-# 'auto' on CUDA sm90+: the Mosaic kernels (LIF T=16, N=8M on the H200: as fast as Triton,
-# first call at T=64 0.92 vs 0.81 s; benchmarks/RESULTS.md), except for the steps measured more
-# than 2% slower there than on Triton (forward+backward, T=16, N=8M, two runs of
-# ``benchmarks/backend_table.py --time``), which keep the Triton kernels
+# 'auto' on CUDA sm90+: the Mosaic kernels (LIF T=16, N=8M on the H200: forward+backward as
+# fast as Triton, first call at T=64 0.84 vs 0.54 s; benchmarks/RESULTS.md), except for the steps measured more
+# than 2% slower there than on Triton in both of two runs (forward+backward, T=16, N=8M, default
+# chunks; ``benchmarks/backend_table.py --time``, benchmarks/RESULTS.md), which keep Triton
 AUTO_PREFERS_MOSAIC = True
 AUTO_TRITON_STEPS = frozenset({
-    "snnjax.steps.adaptive.eif_step",          # Mosaic / Triton 1.05-1.08
-    "snnjax.steps.adaptive.izhikevich_step",   # 1.02-1.04
-    "snnjax.steps.lif_variants.klif_step",     # 1.05-1.08
-    "snnjax.steps.lif_variants.liaf_step",     # 1.04-1.05
+    "snnjax.steps.adaptive.izhikevich_step",   # Mosaic / Triton 1.04, 1.03
+    "snnjax.steps.lif_variants.klif_step",     # 1.08, 1.05
+    "snnjax.steps.lif_variants.liaf_step",     # 1.04, 1.06
 })
 
 
