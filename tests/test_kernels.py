@@ -442,3 +442,37 @@ def test_kernel_cache_reused():
     before = generator._build.cache_info().hits
     pallas(if_step, {"v": jnp.zeros(N)}, xs + 1.0, ())
     assert generator._build.cache_info().hits == before + 1
+
+
+@pytest.mark.parametrize("backend", ["triton", "mosaic"])
+def test_derivative_primitives_of_newer_jax(backend):
+    """Steps with erf, erfc and tanh: JAX 0.12's own derivative rules bring ``polynomial``,
+    ``one_minus_square``, ``bitcast_convert_type`` and ``exp(accuracy=...)``, which the kernel
+    generator rebuilds or passes on; forward and gradient equal the scan path's (on older JAX
+    the same check runs through the plain primitives)."""
+    x = jnp.linspace(-3.0, 3.0, 2 * 130).reshape(2, 130)
+    for f in (jax.scipy.special.erf, jax.scipy.special.erfc, jnp.tanh):
+        def step(state, x, params, f=f):
+            h = state["v"] * 0.5 + f(x)
+            return {"v": h}, h
+
+        def loss(x, run, **kw):
+            fin, out = run(step, {"v": jnp.zeros(130)}, x, (), **kw)
+            return jnp.sum(out * jnp.cos(x)) + jnp.sum(fin["v"])
+        cfg = K.Config(backend=backend, interpret=True, block_n=128, chunk=2)
+        got = jax.value_and_grad(loss)(x, K.pallas_multi_step, config=cfg)
+        want = jax.value_and_grad(loss)(x, K.scan_multi_step)
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-6, err_msg=f.__name__)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-6, err_msg=f.__name__)
+
+
+def test_polynomial_rewrite_is_horner():
+    """The ``polynomial`` rewrite (lowest degree first) against ``lax.polynomial`` where the
+    installed JAX has it, else against numpy's Horner."""
+    from snnjax.kernels.jaxpr_tools import _horner
+    x = jnp.linspace(-2.0, 2.0, 11)
+    coeffs = (1.0, 0.5, 1.0 / 6.0, 1.0 / 24.0)
+    got = _horner(x, *coeffs)[0]
+    want = (jax.lax.polynomial(x, coeffs) if hasattr(jax.lax, "polynomial")
+            else np.polynomial.polynomial.polyval(np.asarray(x), coeffs))
+    np.testing.assert_allclose(got, want, rtol=1e-6)

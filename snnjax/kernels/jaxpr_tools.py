@@ -28,8 +28,8 @@ ELEMENTWISE: frozenset[str] = frozenset("""
 add sub mul div neg abs sign max min pow integer_pow square sqrt rsqrt cbrt exp exp2 log log1p
 expm1 tanh logistic erf erfc erf_inv sin cos tan asin acos atan atan2 sinh cosh asinh acosh atanh
 floor ceil round nextafter is_finite clamp select_n eq ne lt le gt ge and or not xor rem
-convert_element_type broadcast_in_dim add_any copy copy_p
-""".split())
+convert_element_type bitcast_convert_type broadcast_in_dim add_any copy copy_p
+""".split())   # (a bitcast between widths changes the shape: check_elementwise rejects it)
 
 # Call-like primitives whose body is evaluated in place. Value: param holding the body.
 _INLINE = {
@@ -120,6 +120,22 @@ def _may_be_nan(value: Any) -> bool:
         return True
 
 
+def _horner(x: Any, *coeffs: Any) -> list[Any]:
+    """``lax.polynomial`` (JAX >= 0.12; lowest degree first) as XLA lowers it: Horner's rule."""
+    p = jnp.broadcast_to(coeffs[-1], jnp.shape(x)).astype(jnp.result_type(x))
+    for c in reversed(coeffs[:-1]):
+        p = p * x + c
+    return [p]
+
+
+# Primitives of newer JAX's own derivative rules (erf's, JAX 0.12) that no kernel lowering has,
+# rebuilt exactly as XLA lowers them
+_ALWAYS_REWRITTEN: dict[str, Callable[..., list[Any]]] = {
+    "polynomial": _horner,
+    "one_minus_square": lambda x: [(1.0 + x) * (1.0 - x)],
+}
+
+
 REWRITABLE: frozenset[str] = frozenset(
     "round add_any floor ceil atan expm1 log1p erf erfc sqrt".split())
 # rewritten for Mosaic although it has a rule: the rule takes only exponents >= 2 and -1
@@ -149,6 +165,8 @@ def inline_eval(jaxpr: Any, consts: Sequence[Any], *args: Any,
             outs = inline_eval(sub, sub_consts, *invals, rewrites=rewrites)
         elif name == "reshape" and tuple(eqn.params["new_sizes"]) == tuple(invals[0].shape):
             outs = invals   # an identity reshape (vjp adds them, with a sharding, under a mesh)
+        elif name in _ALWAYS_REWRITTEN:
+            outs = _ALWAYS_REWRITTEN[name](*invals)
         elif name in rewrites and _is_float(eqn):
             outs = table[name](invals, eqn.params)
         else:
@@ -198,10 +216,15 @@ def check_elementwise(closed: jcore.ClosedJaxpr, row_shape: tuple[int, ...],
 
 
 def _apply(eqn: Any, invals: Sequence[Any]) -> Sequence[Any]:
-    """The outputs of one flat equation on ``invals`` (identity primitives pass through)."""
+    """The outputs of one flat equation on ``invals`` (identity primitives pass through; an
+    ``accuracy`` request, which JAX 0.12's own derivative rules make and no kernel lowering
+    takes, is dropped: the default implementation)."""
     if eqn.primitive.name in _IDENTITY:
         return invals
-    out = eqn.primitive.bind(*invals, **eqn.params)
+    params = eqn.params
+    if params.get("accuracy") is not None:
+        params = {**params, "accuracy": None}
+    out = eqn.primitive.bind(*invals, **params)
     return out if eqn.primitive.multiple_results else [out]
 
 

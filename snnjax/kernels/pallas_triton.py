@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import jax
 from jax.experimental import pallas as pl
 
-from snnjax.kernels.jaxpr_tools import TRITON_REWRITES
+from snnjax.kernels.jaxpr_tools import REWRITABLE, TRITON_REWRITES
 from snnjax.kernels.loops import Config, LoopSpec, chunk_layout
 from snnjax.kernels.sharding import out_struct
 
@@ -37,8 +37,12 @@ def available() -> bool:
 
 
 def rewrites() -> frozenset[str]:
-    """Primitives the generator replaces for this backend (``round``: no Triton rule)."""
-    return TRITON_REWRITES
+    """Primitives the generator replaces for this backend: ``round`` (no Triton rule), NaN-safe
+    ``max`` / ``min``, and the rewritable ones the installed lowering lacks (``erf`` / ``erfc``
+    on JAX 0.12)."""
+    supported = supported_primitives()
+    missing = REWRITABLE - supported if supported is not None else frozenset()
+    return TRITON_REWRITES | missing
 
 
 def row_shape(block_n: int) -> tuple[int, ...]:
