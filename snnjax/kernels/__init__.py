@@ -26,9 +26,9 @@ BACKENDS = ("auto", "scan", "pallas", "mosaic")
 # kernel backend (``Config.backend``) of each kernel ``multi_step`` backend
 _KERNEL = {"pallas": "triton", "mosaic": "mosaic"}
 # 'auto' on CUDA sm90+: the Mosaic kernels (LIF T=16, N=8M on the H200: forward+backward as
-# fast as Triton, first call at T=64 0.84 vs 0.54 s; benchmarks/RESULTS.md), except for the steps measured more
-# than 2% slower there than on Triton in both of two runs (forward+backward, T=16, N=8M, default
-# chunks; ``benchmarks/backend_table.py --time``, benchmarks/RESULTS.md), which keep Triton
+# fast as Triton, first call at T=64 0.84 vs 0.54 s), except for the steps measured more than 2%
+# slower there than on Triton in both of two runs (forward+backward, T=16, N=8M, default chunks;
+# ``benchmarks/backend_table.py --time``, benchmarks/RESULTS.md), which keep Triton
 AUTO_PREFERS_MOSAIC = True
 AUTO_TRITON_STEPS = frozenset({
     "snnjax.steps.adaptive.izhikevich_step",   # Mosaic / Triton 1.04, 1.03
