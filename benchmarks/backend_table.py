@@ -3,7 +3,7 @@
 primitive Mosaic lacks) or ``scan``. Prints the markdown table of ``docs/backends.md``.
 
     python benchmarks/backend_table.py
-    python benchmarks/backend_table.py --time [--chunks default,4] [--T 16] [--N 8388608] [--json t.json]
+    python benchmarks/backend_table.py --time [--chunks default,4] [--N 8388608] [--json t.json]
 
 ``--time`` (on the GPU) also times every elementwise neuron's jitted forward+backward (gradient
 of ``sum(out * g)`` w.r.t. the input, fixed hyperparameters as compile-time constants, as
