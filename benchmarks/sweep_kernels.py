@@ -2,6 +2,7 @@
 
     python3 benchmarks/sweep_kernels.py --out sweep.json [--T 16] [--N 8388608] [--quick]
     python3 benchmarks/sweep_kernels.py --backend mosaic --quick   # the Mosaic GPU kernels
+    python3 benchmarks/sweep_kernels.py --dtype bfloat16 --grid 'recompute;4,8;256,512;4,8' --no-others
 
 For LIF (and a few other neurons at the best LIF settings) it times the modules' jitted
 inference forward and forward+backward (``jax.grad`` of ``sum(spikes * g)`` w.r.t. the input),
@@ -83,6 +84,13 @@ def main() -> None:
     ap.add_argument("--backend", default="pallas", choices=("pallas", "mosaic"))
     ap.add_argument("--sweep-neurons", default="LIF", help="comma-separated; the first sets "
                     "the configuration the other neurons are also timed at")
+    ap.add_argument("--dtype", default="float32", help="input dtype of the swept neurons")
+    ap.add_argument("--grid", default=None, help="explicit grid instead of the built-in one: "
+                    "'residuals;chunks;blocks;warps', each comma-separated ('none' for None), "
+                    "e.g. 'recompute;4,8;256,512;4,8'")
+    ap.add_argument("--no-others", action="store_true",
+                    help="skip timing every neuron at the defaults and the best setting")
+    ap.add_argument("--out-each", default=None, help="also append each row to this file")
     a = ap.parse_args()
     global BACKEND
     BACKEND = a.backend
@@ -90,8 +98,8 @@ def main() -> None:
     bw = copy_bandwidth(REPS)
     print(f"{jax.devices()[0]} jax {jax.__version__} copy {bw / 1e12:.2f} TB/s", flush=True)
     key = jax.random.PRNGKey(0)
-    x = jax.random.normal(key, (T, N), jnp.float32) * 0.6 + 0.5
-    g = jax.random.normal(jax.random.fold_in(key, 1), (T, N), jnp.float32)
+    x = (jax.random.normal(key, (T, N), jnp.float32) * 0.6 + 0.5).astype(a.dtype)
+    g = jax.random.normal(jax.random.fold_in(key, 1), (T, N), jnp.float32).astype(a.dtype)
 
     def reference(name, x, g):
         m, learn, fwd, fb = functions(name, "scan")
@@ -109,6 +117,12 @@ def main() -> None:
         grid = [g_ for g_ in itertools.product(["save", "recompute"], [1, 4, 8, 16],
                                                [128, 256, 512], [2, 4, 8])
                 if g_[2] // (32 * g_[3]) in (1, 2, 4)]   # 1, 2 or 4 neurons per thread
+    if a.grid:
+        def parse(field, conv):
+            return [None if v == "none" else conv(v) for v in field.split(",")]
+        res, chunks, blocks, warps = a.grid.split(";")
+        grid = list(itertools.product(parse(res, str), parse(chunks, int), parse(blocks, int),
+                                      parse(warps, int)))
     best = {}
     for name in a.sweep_neurons.split(","):
         ref = reference(name, x, g)
@@ -121,12 +135,19 @@ def main() -> None:
                 continue
             rows.append(r)
             print(json.dumps(r), flush=True)
+            if a.out_each:
+                with open(a.out_each, "a") as f:
+                    f.write(json.dumps(r) + "\n")
         mine = [r for r in rows if r["neuron"] == name]
         best[name] = (min(mine, key=lambda r: r["fwd_ms"]), min(mine, key=lambda r: r["fwd_bwd_ms"]))
+    if a.no_others:
+        others_names: list = []
+    else:
+        others_names = list(NEURONS)
     best_f, best_b = best[a.sweep_neurons.split(",")[0]]
     # every neuron (and bf16 LIF) with the defaults and at the best LIF setting
     others = [dict(), {k: best_b[k] for k in keys}]
-    for name in NEURONS:
+    for name in others_names:
         ref_n = reference(name, x, g)
         for ov in others:
             try:
@@ -138,7 +159,7 @@ def main() -> None:
             print(json.dumps(r), flush=True)
     xb, gb = x.astype(jnp.bfloat16), g.astype(jnp.bfloat16)
     ref_b = reference("LIF", xb, gb)
-    for ov in others:
+    for ov in (others if others_names else []):
         rows.append(run_variant("LIF", xb, gb, ov, ref_b))
         print(json.dumps(rows[-1]), flush=True)
 
