@@ -269,7 +269,8 @@ def test_captured_scalar_constant():
 
 def test_config_errors_and_context():
     xs = _rand(K0, (T, N))
-    for bad, msg in [(dict(chunk=0), "Config.chunk"), (dict(residuals="never"), "Config.residuals"),
+    for bad, msg in [(dict(chunk=0), "Config.chunk"), (dict(chunk=True), "Config.chunk"),
+                     (dict(residuals="never"), "Config.residuals"),
                      (dict(block_n=24), "Config.block_n"), (dict(num_warps=3), "Config.num_warps"),
                      (dict(num_stages=0), "Config.num_stages"),
                      (dict(backend="cuda"), "kernel backend")]:
@@ -476,3 +477,35 @@ def test_polynomial_rewrite_is_horner():
     want = (jax.lax.polynomial(x, coeffs) if hasattr(jax.lax, "polynomial")
             else np.polynomial.polynomial.polyval(np.asarray(x), coeffs))
     np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_default_chunk_follows_the_backward_register_need():
+    """``Config.chunk=None``: 8 steps for a step whose recompute backward keeps one value per
+    step (LIF with fixed hyperparameters), 4 where it keeps more (ComplementaryLIF, or LIF with
+    a learnable tau); an explicit chunk wins, and the kernels agree with scan either way."""
+    from snnjax import neuron
+    from snnjax.kernels import generator as G
+
+    def chunk_of(m, learn=()):
+        x = jnp.ones((3, 256), jnp.float32)
+        found = []
+
+        def plan_chunk(traced):   # a learnable hyperparameter is traced (no constant)
+            params = {**m.params(), **traced}
+            step, params = G.bind_constants(m.bound_step(), params)
+            defs = tuple(jax.tree_util.tree_structure(t)
+                         for t in (m.init_state(x[0]), x, params))
+            plan = G._plan(step, defs, jnp.dtype(jnp.float32),
+                           G.Lowering.of(Config(interpret=True), 128))
+            found.append(G.default_chunk(plan))
+            return 0.0
+        jax.make_jaxpr(plan_chunk)({k: jnp.asarray(m.params()[k]) for k in learn})
+        return found[0]
+    lif = neuron.LIFNode(step_mode="m")
+    assert chunk_of(lif) == 8
+    assert chunk_of(lif, learn=("tau",)) == 4
+    assert chunk_of(neuron.ComplementaryLIFNode(step_mode="m")) == 4
+    xs = _rand(K0, (T, N))
+    for chunk in (None, 3):
+        with K.default_config(chunk=chunk):
+            check_against_scan(if_step, {"v": jnp.zeros(N)}, xs, ())
