@@ -91,6 +91,8 @@ def _rewrite_table() -> dict:
         "erf": lambda invals, params: [rw.erf(invals[0])],
         "erfc": lambda invals, params: [rw.erfc(invals[0])],
         "sqrt": lambda invals, params: [rw.sqrt(invals[0])],
+        "polynomial": lambda invals, params: [rw.polynomial(*invals)],
+        "one_minus_square": lambda invals, params: [rw.one_minus_square(invals[0])],
         "integer_pow": lambda invals, params: [rw.integer_pow(invals[0], params["y"])],
         "max": lambda invals, params: [_nan_propagating(jax.lax.gt, *invals)],
         "min": lambda invals, params: [_nan_propagating(jax.lax.lt, *invals)],
@@ -120,24 +122,8 @@ def _may_be_nan(value: Any) -> bool:
         return True
 
 
-def _horner(x: Any, *coeffs: Any) -> list[Any]:
-    """``lax.polynomial`` (JAX >= 0.12; lowest degree first) as XLA lowers it: Horner's rule."""
-    p = jnp.broadcast_to(coeffs[-1], jnp.shape(x)).astype(jnp.result_type(x))
-    for c in reversed(coeffs[:-1]):
-        p = p * x + c
-    return [p]
-
-
-# Primitives of newer JAX's own derivative rules (erf's, JAX 0.12) that no kernel lowering has,
-# rebuilt exactly as XLA lowers them
-_ALWAYS_REWRITTEN: dict[str, Callable[..., list[Any]]] = {
-    "polynomial": _horner,
-    "one_minus_square": lambda x: [(1.0 + x) * (1.0 - x)],
-}
-
-
 REWRITABLE: frozenset[str] = frozenset(
-    "round add_any floor ceil atan expm1 log1p erf erfc sqrt".split())
+    "round add_any floor ceil atan expm1 log1p erf erfc sqrt polynomial one_minus_square".split())
 # rewritten for Mosaic although it has a rule: the rule takes only exponents >= 2 and -1
 PARTIAL: frozenset[str] = frozenset({"integer_pow"})
 TRITON_REWRITES: frozenset[str] = frozenset({"round", "max", "min"})
@@ -165,8 +151,6 @@ def inline_eval(jaxpr: Any, consts: Sequence[Any], *args: Any,
             outs = inline_eval(sub, sub_consts, *invals, rewrites=rewrites)
         elif name == "reshape" and tuple(eqn.params["new_sizes"]) == tuple(invals[0].shape):
             outs = invals   # an identity reshape (vjp adds them, with a sharding, under a mesh)
-        elif name in _ALWAYS_REWRITTEN:
-            outs = _ALWAYS_REWRITTEN[name](*invals)
         elif name in rewrites and _is_float(eqn):
             outs = table[name](invals, eqn.params)
         else:

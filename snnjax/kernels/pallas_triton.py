@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import jax
 from jax.experimental import pallas as pl
 
-from snnjax.kernels.jaxpr_tools import REWRITABLE, TRITON_REWRITES
+from snnjax.kernels.jaxpr_tools import ELEMENTWISE, REWRITABLE, TRITON_REWRITES
 from snnjax.kernels.loops import Config, LoopSpec, chunk_layout
 from snnjax.kernels.sharding import out_struct
 
@@ -38,10 +38,11 @@ def available() -> bool:
 
 def rewrites() -> frozenset[str]:
     """Primitives the generator replaces for this backend: ``round`` (no Triton rule), NaN-safe
-    ``max`` / ``min``, and the rewritable ones the installed lowering lacks (``erf`` / ``erfc``
-    on JAX 0.12)."""
+    ``max`` / ``min``, and the rewritable ones the installed lowering lacks (``erf`` / ``erfc``;
+    ``polynomial`` / ``one_minus_square`` on JAX 0.12)."""
     supported = supported_primitives()
-    missing = REWRITABLE - supported if supported is not None else frozenset()
+    # as for Mosaic: rewritten unless lowered here and on the generator's elementwise list
+    missing = REWRITABLE - (supported & ELEMENTWISE) if supported is not None else frozenset()
     return TRITON_REWRITES | missing
 
 

@@ -1,8 +1,9 @@
 """Elementwise functions rebuilt from the few primitives every kernel lowering has.
 
 The Mosaic GPU lowering (JAX 0.10-0.11) has no rule for ``floor``, ``ceil``, ``atan``, ``expm1``,
-``log1p``, ``erfc`` and no layout rule for ``erf``; the kernel generator replaces those
-primitives by these functions (``jaxpr_tools.inline_eval(rewrites=...)``) when the backend lacks
+``log1p``, ``erfc`` and no layout rule for ``erf``, and no lowering has JAX 0.12's
+``polynomial`` and ``one_minus_square`` (from its own derivative rules); the kernel generator
+replaces those primitives by these functions (``jaxpr_tools.inline_eval(rewrites=...)``) when the backend lacks
 them. Each uses only add/sub/mul/div, abs, comparisons, ``select_n``, integer casts, ``exp``,
 ``log`` and ``rsqrt``. Accuracy (float32, against ``jnp``; ``tests/test_mosaic.py``): within
 2 ulp or 1e-6 relative over negative, tiny, large and non-finite arguments. The polynomial
@@ -25,17 +26,33 @@ Array = Any
 _F32 = np.dtype(np.float32)
 
 
-def _c(x: Array, value: float) -> Array:
+def _c(x: Array, value: Any) -> Array:
     """``value`` as a scalar of ``x``'s dtype (a literal the lowering broadcasts)."""
     return np.asarray(value, dtype=x.dtype)
 
 
-def _poly(z: Array, coeffs: tuple[float, ...]) -> Array:
+def _coef(z: Array, c: Any) -> Array:
+    """A coefficient in ``z``'s dtype: a literal for a number, a cast for a traced value."""
+    return _c(z, c) if isinstance(c, (int, float, np.generic, np.ndarray)) else c.astype(z.dtype)
+
+
+def _poly(z: Array, coeffs: tuple[Any, ...]) -> Array:
     """Horner: ``coeffs[0] z^(n-1) + ... + coeffs[-1]`` (highest degree first)."""
-    p = lax.full_like(z, coeffs[0])
+    p = jnp.broadcast_to(_coef(z, coeffs[0]), jnp.shape(z))
     for c in coeffs[1:]:
-        p = p * z + _c(z, c)
+        p = p * z + _coef(z, c)
     return p
+
+
+def polynomial(x: Array, *coeffs: Any) -> Array:
+    """``lax.polynomial`` (JAX >= 0.12, in its own derivative rules; coefficients lowest degree
+    first): Horner's rule, as XLA lowers it."""
+    return _poly(x, coeffs[::-1])
+
+
+def one_minus_square(x: Array) -> Array:
+    """``lax.one_minus_square`` (JAX >= 0.12): ``(1 + x)(1 - x)``, as XLA lowers it."""
+    return (_c(x, 1.0) + x) * (_c(x, 1.0) - x)
 
 
 def _float32_only(prim: Callable[[Array], Array]) -> Callable:
@@ -211,5 +228,6 @@ def integer_pow(x: Array, y: int) -> Array:
     return _c(x, 1.0) / lax.integer_pow(x, -y)
 
 
-__all__ = ["integer_pow", "atan", "ceil", "erf", "erfc", "expm1", "floor", "log1p", "sqrt"]
+__all__ = ["integer_pow", "atan", "ceil", "erf", "erfc", "expm1", "floor", "log1p",
+           "one_minus_square", "polynomial", "sqrt"]
 del jax

@@ -365,15 +365,16 @@ def launcher(run_loop: Callable, *, T: int, block_n: int, cfg: Any,
             seq_out = [o[:, :n] for o in seq_out]
             res = []
             for o, k in zip(row_out, out_kinds):
-                if k == "block" and Np % block_n:   # Mosaic's overlapping tail: the kernel
-                    o = jnp.sum(o, axis=0, keepdims=True)   # zeroed the lanes counted twice
-                elif k == "block":   # per-program lane sums; the padded lanes are not neurons
-                    valid = (jnp.arange(Np) < n).reshape(Np // block_n, block_n)
-                    o = jnp.sum(jnp.where(valid, o, 0), axis=0, keepdims=True)
-                if k == "block" and psum_axes:   # and over the shards
-                    o = jax.lax.psum(o, psum_axes)
-                elif k != "block":
+                if k != "block":
                     o = o[:, :n]
+                else:   # per-program lane sums, summed over the programs, then the shards
+                    if not Np % block_n:   # the padded lanes are not neurons (Mosaic's
+                        # overlapping tail instead had the kernel zero the lanes counted twice)
+                        o = jnp.where((jnp.arange(Np) < n).reshape(Np // block_n, block_n),
+                                      o, 0)
+                    o = jnp.sum(o, axis=0, keepdims=True)
+                    if psum_axes:
+                        o = jax.lax.psum(o, psum_axes)
                 res.append(o)
             return tuple(seq_out) + tuple(res)
 
