@@ -479,6 +479,31 @@ def test_polynomial_rewrite_is_horner():
     np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
+def test_triton_clamp_rewrite_keeps_nan():
+    """Triton's ``clamp`` (like its ``max`` / ``min``) drops NaN, so the generator rewrites it for
+    that backend into compares and selects with XLA's values: NaN kept, +-inf and finite values
+    clamped; a constant bound costs one compare and one select."""
+    from snnjax.kernels import jaxpr_tools as jt
+    big = float(jnp.finfo(jnp.float32).max)
+
+    def f(x, lo):
+        return (jax.lax.clamp(jnp.float32(-big), x, jnp.float32(big)),
+                jax.lax.clamp(lo, x, jnp.float32(1.0)))
+    x = jnp.asarray([np.nan, np.inf, -np.inf, 2.0, -3.0, 0.5], jnp.float32)
+    lo = jnp.asarray([0.0, 0.0, np.nan, 0.0, -1.0, 0.0], jnp.float32)
+    avals = [jax.ShapeDtypeStruct(x.shape, x.dtype)] * 2
+    flat = jt.flatten_jaxpr(f, avals, rewrites=jt.TRITON_REWRITES)
+    names = [e.primitive.name for e in flat.jaxpr.eqns]
+    assert "clamp" not in names and "max" not in names and "min" not in names
+    got = jax.core.eval_jaxpr(flat.jaxpr, flat.consts, x, lo)
+    for g, w in zip(got, f(x, lo)):
+        np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+    const_only = jt.flatten_jaxpr(
+        lambda x: jax.lax.clamp(jnp.float32(-big), x, jnp.float32(big)), avals[:1],
+        rewrites=jt.TRITON_REWRITES)
+    assert sum(e.primitive.name == "select_n" for e in const_only.jaxpr.eqns) == 2
+
+
 def test_default_chunk_follows_the_backward_register_need():
     """``Config.chunk=None``: 8 steps for a step whose recompute backward keeps one value per
     step (LIF with fixed hyperparameters), 4 where it keeps more (ComplementaryLIF, or LIF with

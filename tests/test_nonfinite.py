@@ -171,6 +171,62 @@ def test_surrogate_spike_of_nan_is_nan(s):
     assert np.isnan(np.asarray(out)[0]) and not np.isnan(np.asarray(out)[1])
 
 
+@pytest.mark.parametrize("s", SURROGATES, ids=[s.name for s in SURROGATES])
+def test_spike_for_state_is_the_spike_without_the_nan_rule(s):
+    """``sg(x) = propagate_nan(x, sg.spike_for_state(x))``, with the same gradient; where ``x``
+    is NaN, ``spike_for_state`` is the forward's own value (NaN only where the forward keeps
+    it, e.g. a clipped count)."""
+    x = jnp.asarray([np.nan, -2.0, -0.0, 0.0, 0.3, 2.0, np.inf, -np.inf], jnp.float32)
+    kw = {"key": jax.random.key(0)} if s.stochastic else {}
+    raw = s.spike_for_state(x, **kw)
+    np.testing.assert_array_equal(np.asarray(s(x, **kw)), np.asarray(sg.propagate_nan(x, raw)))
+    np.testing.assert_array_equal(np.asarray(raw)[1:], np.asarray(s(x, **kw))[1:])
+    if not s._forward_keeps_nan:
+        assert not np.isnan(np.asarray(raw)).any()
+    fin = x[1:6]
+    grad = lambda f: jax.grad(lambda v: jnp.sum(f(v, **kw) * jnp.arange(1.0, 6.0)))(fin)
+    np.testing.assert_array_equal(np.asarray(grad(s)), np.asarray(grad(s.spike_for_state)))
+
+
+def test_propagate_nan_passes_the_gradient_of_s_only():
+    x = jnp.asarray([np.nan, 1.0, -1.0])
+    s = jnp.asarray([0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(np.asarray(sg.propagate_nan(x, s)), [np.nan, 1.0, 0.0])
+    gx, gs = jax.grad(lambda x, s: jnp.sum(sg.propagate_nan(x, s) * 2.0), argnums=(0, 1))(x, s)
+    np.testing.assert_array_equal(np.asarray(gx), [0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(np.asarray(gs), [2.0, 2.0, 2.0])
+    ints = jnp.asarray([1, 0])
+    assert sg.propagate_nan(ints, ints) is not None and sg.propagate_nan(ints, ints).dtype == ints.dtype
+
+
+def test_fused_backward_does_no_nan_test():
+    """The hard-reset LIF's backward kernel recomputes the spike for the reset only: no NaN test
+    (``x != x``) and no select of the NaN rule in it; the forward keeps it for the output."""
+    m = neuron.LIFNode(step_mode="m", backend="pallas")
+    T, N = 4, 512
+    s0 = m.init_state(jnp.zeros((N,), jnp.bfloat16))
+    loss = lambda x: jnp.sum(m.multi_step(s0, x)[1].astype(jnp.float32))
+    with kernels.default_config(interpret=False):   # traced only, not lowered
+        jaxpr = jax.make_jaxpr(jax.grad(loss))(jax.ShapeDtypeStruct((T, N), jnp.bfloat16))
+    kernels_seen = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "pallas_call"]
+    if not kernels_seen:   # under custom_vjp / jit: look one level down
+        kernels_seen = [e for eqn in jaxpr.jaxpr.eqns for e in _inner_eqns(eqn)
+                        if e.primitive.name == "pallas_call"]
+    assert len(kernels_seen) == 2
+    fwd, bwd = (str(e.params["jaxpr"]) for e in kernels_seen)
+    assert " ne " in fwd and " ne " not in bwd
+
+
+def _inner_eqns(eqn):
+    for p in eqn.params.values():
+        for sub in (p if isinstance(p, (list, tuple)) else [p]):
+            j = getattr(sub, "jaxpr", sub)
+            if hasattr(j, "eqns"):
+                for e in j.eqns:
+                    yield e
+                    yield from _inner_eqns(e)
+
+
 def test_policy_is_the_same_on_every_backend_for_int_inputs():
     x = jnp.asarray([[2, 0], [1, 1]], jnp.int32)
     outs = [neuron.LIFNode(step_mode="m", backend=b)(x) for b in ("scan", "pallas")]

@@ -96,6 +96,7 @@ def _rewrite_table() -> dict:
         "integer_pow": lambda invals, params: [rw.integer_pow(invals[0], params["y"])],
         "max": lambda invals, params: [_nan_propagating(jax.lax.gt, *invals)],
         "min": lambda invals, params: [_nan_propagating(jax.lax.lt, *invals)],
+        "clamp": lambda invals, params: [_nan_clamp(*invals)],
     }
 
 
@@ -114,6 +115,11 @@ def _nan_propagating(pick_first: Callable, a: Any, b: Any) -> Any:
     return jax.lax.select(a != a, a, jax.lax.select(b != b, b, chosen))
 
 
+def _nan_clamp(lo: Any, x: Any, hi: Any) -> Any:
+    """``clamp(lo, x, hi)`` as XLA's (``min(max(x, lo), hi)``, NaN kept)."""
+    return _nan_propagating(jax.lax.lt, _nan_propagating(jax.lax.gt, x, lo), hi)
+
+
 def _may_be_nan(value: Any) -> bool:
     """False only for a concrete value with no NaN (traced values may be NaN)."""
     try:
@@ -126,7 +132,7 @@ REWRITABLE: frozenset[str] = frozenset(
     "round add_any floor ceil atan expm1 log1p erf erfc sqrt polynomial one_minus_square".split())
 # rewritten for Mosaic although it has a rule: the rule takes only exponents >= 2 and -1
 PARTIAL: frozenset[str] = frozenset({"integer_pow"})
-TRITON_REWRITES: frozenset[str] = frozenset({"round", "max", "min"})
+TRITON_REWRITES: frozenset[str] = frozenset({"round", "max", "min", "clamp"})
 
 
 def inline_eval(jaxpr: Any, consts: Sequence[Any], *args: Any,

@@ -38,8 +38,8 @@ def available() -> bool:
 
 def rewrites() -> frozenset[str]:
     """Primitives the generator replaces for this backend: ``round`` (no Triton rule), NaN-safe
-    ``max`` / ``min``, and the rewritable ones the installed lowering lacks (``erf`` / ``erfc``;
-    ``polynomial`` / ``one_minus_square`` on JAX 0.12)."""
+    ``max`` / ``min`` / ``clamp``, and the rewritable ones the installed lowering lacks
+    (``erf`` / ``erfc``; ``polynomial`` / ``one_minus_square`` on JAX 0.12)."""
     supported = supported_primitives()
     # as for Mosaic: rewritten unless lowered here and on the generator's elementwise list
     missing = REWRITABLE - (supported & ELEMENTWISE) if supported is not None else frozenset()

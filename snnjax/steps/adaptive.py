@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from snnjax.steps.common import (Array, SpikeFn, cast_out, fire, keeps_state_bounded, reset,
+from snnjax.steps.common import (Array, SpikeFn, cast_out, fire_for_state, keeps_state_bounded, reset,
                                  state_dtype)
 from snnjax.steps.integrate_and_fire import spiking_step
 
@@ -125,9 +125,10 @@ def adaptive_step(state: dict, x: Array, params: dict, *, charge: AdaptCharge, s
     """
     v, w = state["v"], state["w"]
     h = charge(v, x.astype(state_dtype(x.dtype)), params, w)
-    spike = fire(h, params["v_threshold"], surrogate)
-    w_next = clamp_membrane(adaptation(w, h, params) + params["b"] * spike)
-    v_next = reset(h, spike, params["v_threshold"], params.get("v_reset", 0.0),
+    for_state, spike = fire_for_state(h, params["v_threshold"], surrogate)
+    # a NaN charge makes W' NaN through the adaptation (it reads H)
+    w_next = clamp_membrane(adaptation(w, h, params) + params["b"] * for_state)
+    v_next = reset(h, for_state, params["v_threshold"], params.get("v_reset", 0.0),
                    soft_reset=soft_reset, detach_reset=detach_reset)
     return {"v": v_next.astype(v.dtype), "w": w_next.astype(w.dtype)}, cast_out(spike, x)
 

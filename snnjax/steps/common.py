@@ -10,6 +10,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from snnjax.surrogate import propagate_nan
+
 Array = jax.Array
 SpikeFn = Callable[[Array], Array]
 
@@ -24,10 +26,27 @@ def fire(h: Array, v_threshold: Any, surrogate: SpikeFn) -> Array:
     return surrogate(h - v_threshold)
 
 
+def fire_for_state(h: Array, v_threshold: Any, surrogate: SpikeFn) -> tuple[Array, Array]:
+    """``(S_state, S)``: the spike :func:`fire` gives (``S``, NaN where ``H`` is NaN) and the
+    same spike without that NaN rule (``S_state``, 0 where ``H`` is NaN) for a state update
+    that carries a NaN charge by itself (:func:`reset` saturates ``H`` keeping NaN). A fused
+    backward recomputes only ``S_state``, so it does no NaN test. For a surrogate without
+    ``spike_for_state`` (a plain function) both are ``fire``'s."""
+    d = h - v_threshold
+    for_state = getattr(surrogate, "spike_for_state", None)
+    if for_state is None:
+        spike = surrogate(d)
+        return spike, spike
+    spike = for_state(d)
+    return spike, propagate_nan(d, spike)
+
+
 @jax.custom_jvp
 def _saturate(v: Array) -> Array:
     big = jnp.finfo(v.dtype).max
-    return jnp.where(v > big, big, jnp.where(v < -big, -big, v))
+    # one clamp: NaN-keeping min/max where the lowering has them (XLA, Mosaic); the Triton
+    # backend rewrites it into a compare and a select per bound (its min/max drop NaN)
+    return jax.lax.clamp(jnp.asarray(-big, v.dtype), v, jnp.asarray(big, v.dtype))
 
 
 # straight through: the backward needs no pre-saturation value (no extra residual per step);
@@ -36,8 +55,8 @@ _saturate.defjvp(lambda primals, tangents: (_saturate(*primals), tangents[0]))
 
 
 def saturate(v: Array) -> Array:
-    """``v`` clipped to the finite range of its dtype, NaN kept (selects only, so NaN survives on
-    every backend): the non-finite policy's membrane. An infinite charge fires and resets like a
+    """``v`` clipped to the finite range of its dtype, NaN kept on every backend: the
+    non-finite policy's membrane. An infinite charge fires and resets like a
     huge finite one (no ``0 * inf`` in the reset), and the next step starts from a finite state.
     The gradient passes straight through."""
     if not jnp.issubdtype(v.dtype, jnp.floating):
@@ -50,7 +69,8 @@ def reset(h: Array, spike: Array, v_threshold: Any, v_reset: Any, *, soft_reset:
     """Membrane after the spike (``H`` saturated first, see :func:`saturate`).
 
     hard reset: ``V = S * V_r + (1 - S) * H``;  soft reset: ``V = H - S * theta``.
-    With ``detach_reset`` the spike enters this equation without gradient.
+    With ``detach_reset`` the spike enters this equation without gradient. A NaN ``H`` gives a
+    NaN ``V`` whatever ``S`` is (0 from :func:`fire_for_state`, or NaN): the saturation keeps NaN.
     """
     s = jax.lax.stop_gradient(spike) if detach_reset else spike
     h = saturate(h)
@@ -62,8 +82,8 @@ def reset(h: Array, spike: Array, v_threshold: Any, v_reset: Any, *, soft_reset:
 def fire_and_reset(h: Array, params: dict, *, surrogate: SpikeFn, soft_reset: bool,
                    detach_reset: bool) -> tuple[Array, Array]:
     """Fire from ``H`` then reset; returns ``(V, S)``."""
-    spike = fire(h, params["v_threshold"], surrogate)
-    v = reset(h, spike, params["v_threshold"], params.get("v_reset", 0.0),
+    for_state, spike = fire_for_state(h, params["v_threshold"], surrogate)
+    v = reset(h, for_state, params["v_threshold"], params.get("v_reset", 0.0),
               soft_reset=soft_reset, detach_reset=detach_reset)
     return v, spike
 

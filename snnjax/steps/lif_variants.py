@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from snnjax.steps.common import (
-    Array, SpikeFn, cast_out, fire, fire_and_reset, reset, state_dtype,
+    Array, SpikeFn, cast_out, fire, fire_and_reset, fire_for_state, reset, state_dtype,
 )
 from snnjax.steps.integrate_and_fire import lif_charge
 
@@ -34,12 +34,12 @@ def klif_step(state: dict, x: Array, params: dict, *, surrogate: SpikeFn, decay_
                    soft_reset=soft_reset)
     k, theta = params["k"], params["v_threshold"]
     f = jax.nn.relu(k * h)  # relu'(0) = 0, as torch.relu
-    spike = fire(f, theta, surrogate)
+    for_state, spike = fire_for_state(f, theta, surrogate)
     if scale_reset:
-        v_next = reset(f / k, spike, theta / k, params.get("v_reset", 0.0),
+        v_next = reset(f / k, for_state, theta / k, params.get("v_reset", 0.0),
                        soft_reset=soft_reset, detach_reset=detach_reset)
     else:
-        v_next = reset(f, spike, theta, params.get("v_reset", 0.0),
+        v_next = reset(f, for_state, theta, params.get("v_reset", 0.0),
                        soft_reset=soft_reset, detach_reset=detach_reset)
     return {"v": v_next.astype(v.dtype)}, cast_out(spike, x)
 
@@ -82,7 +82,7 @@ def liaf_step(state: dict, x: Array, params: dict, *, act: Callable[[Array], Arr
                    soft_reset=soft_reset)
     theta = params["v_threshold"]
     y = act(h - theta) if threshold_related else act(h)
-    spike = fire(h, theta, surrogate)
+    spike, _ = fire_for_state(h, theta, surrogate)   # for the reset only: no NaN rule
     v_next = reset(h, spike, theta, params.get("v_reset", 0.0), soft_reset=soft_reset,
                    detach_reset=detach_reset)
     return {"v": v_next.astype(v.dtype)}, cast_out(y, x)

@@ -42,7 +42,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from snnjax.steps.common import Array, SpikeFn, cast_out, fire, reset, state_dtype
+from snnjax.steps.common import Array, SpikeFn, cast_out, fire_for_state, reset, state_dtype
 from snnjax.steps.integrate_and_fire import lif_charge
 
 Charge = Callable[[Array, Array, dict], Array]
@@ -155,14 +155,14 @@ def mpbn_step(state: dict, x: Array, params: dict, *, charge: Charge, surrogate:
     else:
         vth = params["v_threshold"]
 
-    spike = fire(h, vth, surrogate)
+    for_state, spike = fire_for_state(h, vth, surrogate)
 
     if normalize_residual:
         d = h - vth
         h = jnp.where(d <= 0, normalise(h, mu, sigma2, params["gamma"], params["beta"],
                                         params["eps"]), h)
 
-    v_next = reset(h, spike, per_channel(params["v_threshold"], nd), params["v_reset"],
+    v_next = reset(h, for_state, per_channel(params["v_threshold"], nd), params["v_reset"],
                    soft_reset=soft_reset, detach_reset=detach_reset)
     return {"v": v_next.astype(v.dtype), "stats": stats}, cast_out(spike, x)
 

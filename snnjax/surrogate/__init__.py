@@ -5,7 +5,7 @@ Each surrogate is a frozen, hashable dataclass: ``sg(x)`` emits spikes with a su
 plain ``jnp`` functions.  See :class:`SurrogateFunction`.
 """
 
-from .base import SurrogateFunction, heaviside
+from .base import SurrogateFunction, heaviside, propagate_nan
 from .functions import (
     ATan,
     DeterministicPass,
@@ -30,6 +30,6 @@ from .functions import (
 from . import functions as _functions
 from .registry import SURROGATES, fused_surrogate_id, get_surrogate
 
-__all__ = ["heaviside", "SurrogateFunction"]
+__all__ = ["heaviside", "propagate_nan", "SurrogateFunction"]
 __all__ += _functions.__all__
 __all__ += ["SURROGATES", "get_surrogate", "fused_surrogate_id"]

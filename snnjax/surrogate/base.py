@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["heaviside", "SurrogateFunction"]
+__all__ = ["heaviside", "propagate_nan", "SurrogateFunction"]
 
 Array = jax.Array
 
@@ -41,9 +41,40 @@ def heaviside(x: Any) -> Array:
       ``Theta(x)``, same shape and dtype as ``x``.
     """
     x = jnp.asarray(x)
-    spike = (x >= 0).astype(x.dtype)
+    return propagate_nan(x, _step(x))
+
+
+def _step(x: Array) -> Array:
+    """``Theta(x)`` without the NaN rule (NaN gives 0)."""
+    return (x >= 0).astype(x.dtype)
+
+
+@jax.custom_jvp
+def _where_nan(x: Array, s: Array) -> Array:
     # a select, not arithmetic: NaN passes through on every backend (x != x only for NaN)
-    return jnp.where(x != x, x, spike) if jnp.issubdtype(x.dtype, jnp.inexact) else spike
+    return jnp.where(x != x, x.astype(s.dtype), s)
+
+
+# the tangent is s's: a fused backward computes no NaN test (and keeps no mask)
+_where_nan.defjvp(lambda primals, tangents: (_where_nan(*primals), tangents[1]))
+
+
+def propagate_nan(x: Any, s: Any) -> Array:
+    """``s`` where ``x`` is not NaN, NaN where it is (the non-finite policy's spike: a NaN
+    membrane never looks like a valid spike or silence). Differentiable in ``s`` (the gradient
+    passes straight through), not in ``x``.
+
+    Args:
+      x: the value tested for NaN (a spike function's input), broadcastable to ``s``.
+      s: the spike (any shape); an integer ``x`` or ``s`` is returned unchanged.
+
+    Returns:
+      ``s``'s shape and dtype.
+    """
+    x, s = jnp.asarray(x), jnp.asarray(s)
+    if not (jnp.issubdtype(x.dtype, jnp.inexact) and jnp.issubdtype(s.dtype, jnp.inexact)):
+        return s
+    return _where_nan(x, s)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,6 +220,17 @@ class SurrogateFunction:
         x = jnp.asarray(x)
         if not self.spiking:
             return self.primitive(x)
+        return self._nan_rule(x, _surrogate_spike(self, x, self._aux(x, key)))
+
+    def spike_for_state(self, x: Any, key: Optional[Array] = None) -> Array:
+        """``sg(x)`` without the NaN rule: where ``x`` is NaN the spike is 0, not NaN (``sg(x)``
+        is ``propagate_nan(x, sg.spike_for_state(x))``); same gradient. For a state update whose
+        own arithmetic carries a NaN charge (the neurons' NaN-keeping saturation before the
+        reset): the NaN test then stays out of a fused backward, which needs the spike only for
+        the reset. Primitive mode: ``sg(x)``."""
+        x = jnp.asarray(x)
+        if not self.spiking:
+            return self.primitive(x)
         return _surrogate_spike(self, x, self._aux(x, key))
 
     def derivative(self, x: Any) -> Array:
@@ -204,12 +246,20 @@ class SurrogateFunction:
     def spike(self, x: Any, key: Optional[Array] = None) -> Array:
         """Spiking-mode forward only (no custom gradient), regardless of ``spiking``."""
         x = jnp.asarray(x)
-        return self._spike_forward(x, self._aux(x, key))
+        return self._nan_rule(x, self._spike_forward(x, self._aux(x, key)))
 
     # -- hooks ----------------------------------------------------------------------------------
+
+    #: whether ``_spike_forward`` already gives NaN for a NaN ``x`` (no select added)
+    _forward_keeps_nan: ClassVar[bool] = False
+
+    def _nan_rule(self, x: Array, spike: Array) -> Array:
+        return spike if self._forward_keeps_nan else propagate_nan(x, spike)
 
     def _aux(self, x: Array, key: Optional[Array]) -> Any:
         return None
 
     def _spike_forward(self, x: Array, aux: Any) -> Array:
-        return heaviside(x)
+        """The spiking-mode forward; a NaN ``x`` may give anything (the NaN rule is applied
+        after it unless ``_forward_keeps_nan``)."""
+        return _step(x)

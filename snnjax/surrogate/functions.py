@@ -650,6 +650,8 @@ class MultiLevelSpikeCount(SurrogateFunction):
         object.__setattr__(self, "grad_min", lo)
         object.__setattr__(self, "grad_max", hi)
 
+    _forward_keeps_nan = True   # clip and round keep NaN (the kernels' max/min too)
+
     def _spike_forward(self, x: Array, aux: Any) -> Array:
         return jnp.round(jnp.clip(x, 0, self.max_spike_count))
 
@@ -699,8 +701,7 @@ class PoissonPass(SurrogateFunction):
         return jax.random.uniform(key, jnp.shape(x), dtype=jnp.float32)
 
     def _spike_forward(self, x: Array, aux: Any) -> Array:
-        spike = (aux < x).astype(jnp.float32)
-        return jnp.where(x != x, jnp.nan, spike)   # NaN probability: NaN, not a silent 0
+        return (aux < x).astype(jnp.float32)   # a NaN probability: NaN by the NaN rule
 
     def derivative(self, x: Any) -> Array:
         return jnp.ones_like(jnp.asarray(x))
