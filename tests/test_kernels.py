@@ -506,8 +506,9 @@ def test_triton_clamp_rewrite_keeps_nan():
 
 def test_default_chunk_follows_the_backward_register_need():
     """``Config.chunk=None``: 8 steps for a step whose recompute backward keeps one value per
-    step (LIF with fixed hyperparameters), 4 where it keeps more (ComplementaryLIF, or LIF with
-    a learnable tau); an explicit chunk wins, and the kernels agree with scan either way."""
+    step by its equations (LIF, also with a learnable tau or PLIF's w: the value kept for that
+    gradient does not count), 4 where it keeps more (ComplementaryLIF, Izhikevich); an explicit
+    chunk wins, and the kernels agree with scan either way."""
     from snnjax import neuron
     from snnjax.kernels import generator as G
 
@@ -528,8 +529,10 @@ def test_default_chunk_follows_the_backward_register_need():
         return found[0]
     lif = neuron.LIFNode(step_mode="m")
     assert chunk_of(lif) == 8
-    assert chunk_of(lif, learn=("tau",)) == 4
+    assert chunk_of(lif, learn=("tau",)) == 8
+    assert chunk_of(neuron.ParametricLIFNode(step_mode="m"), learn=("w",)) == 8
     assert chunk_of(neuron.ComplementaryLIFNode(step_mode="m")) == 4
+    assert chunk_of(neuron.IzhikevichNode(step_mode="m")) == 4
     xs = _rand(K0, (T, N))
     for chunk in (None, 3):
         with K.default_config(chunk=chunk):
