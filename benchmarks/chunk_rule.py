@@ -1,8 +1,9 @@
 """The chunk rule's cases on the GPU: forward+backward at chunk 8, 4 and 6 on Triton and Mosaic
 for steps whose ``'recompute'`` backward keeps two or more values per step because a
 hyperparameter is learnable (PLIF's ``w``, LIF's ``tau``) or because of the equations
-(Izhikevich), beside plain LIF (one value). ``generator.default_chunk`` picks 4 for the former,
-8 for the latter.
+(Izhikevich), beside plain LIF (one value). ``generator.default_chunk`` picks 4 where the
+equations keep more than one value (Izhikevich), 8 otherwise (a learnable hyperparameter's
+value does not count).
 
     python3 benchmarks/chunk_rule.py [--T 16] [--N 8388608] [--reps 15]
 
