@@ -14,7 +14,7 @@ Times ``bench_neurons.bench_jax`` (forward, forward+backward) with parts of a st
   saturation (``no_nan_rule``, ``no_reset_sat``: the kernels' operations before the policy).
   At the default chunk and, for PLIF, also at chunk 8 (the chunk rule gives it 4).
 
-``--baseline-src DIR`` also times bf16 LIF and PLIF from another checkout (e.g. the last commit
+``--baseline-src DIR`` also times bf16 LIF, PLIF and fp32 LIF (Triton) from another checkout (e.g. the last commit
 before the policy: ``git worktree add /tmp/pre-policy 383b53f``), in a subprocess, before and
 after the cases, so that the comparison is within one run::
 
@@ -129,7 +129,7 @@ import json, sys
 sys.path[:0] = [{src!r} + "/benchmarks", {src!r}]
 import jax.numpy as jnp, bench_neurons as bn, snnjax
 assert snnjax.__file__.startswith({src!r}), snnjax.__file__
-for name, dt in (("LIF", jnp.bfloat16), ("PLIF", jnp.float32)):
+for name, dt in (("LIF", jnp.bfloat16), ("PLIF", jnp.float32), ("LIF", jnp.float32)):
     r = bn.bench_jax(name, "pallas", 16, 8388608, reps={reps}, dtype=dt)
     print(json.dumps({{"neuron": name, "backend": "pallas", "variant": "baseline " + {label!r},
                       "dtype": jnp.dtype(dt).name, "fwd_ms": round(r["fwd_ms"], 4),
@@ -154,7 +154,7 @@ def main() -> None:
     ap.add_argument("--baseline-src", default=None, help="another checkout, timed in the same run")
     ap.add_argument("--reps", type=int, default=25)
     a = ap.parse_args()
-    cases = [c for c in a.cases.split(",") if c]
+    cases = [c for c in a.cases.split(",") if c]   # --cases "": the baseline alone
     unknown = sorted(set(cases) - set(CASES))
     if unknown:
         ap.error(f"unknown cases {unknown}; choose from {sorted(CASES)}")
