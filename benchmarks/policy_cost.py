@@ -12,11 +12,11 @@ Times ``bench_neurons.bench_jax`` (forward, forward+backward) with parts of a st
   spike in the reset (``nan_spike_in_reset``: the fused backward then tests NaN); with the
   saturation as two selects (``select_saturate``); with neither the NaN rule nor the reset's
   saturation (``no_nan_rule``, ``no_reset_sat``: the kernels' operations before the policy).
-  At the default chunk and, for PLIF, also at chunk 8 (the chunk rule gives it 4).
+  At the default chunk and, for PLIF, also at chunk 8.
 
-``--baseline-src DIR`` also times bf16 LIF, PLIF and fp32 LIF (Triton) from another checkout (e.g. the last commit
-before the policy: ``git worktree add /tmp/pre-policy 383b53f``), in a subprocess, before and
-after the cases, so that the comparison is within one run::
+``--baseline-src DIR`` also times bf16 LIF, PLIF and fp32 LIF (Triton) from another checkout
+(e.g. the last commit before the policy: ``git worktree add /tmp/pre-policy 383b53f``), in a
+subprocess, before and after the cases, so that the comparison is within one run::
 
     python3 benchmarks/policy_cost.py --cases lif-bf16 --baseline-src /tmp/pre-policy
 """
