@@ -1,7 +1,8 @@
 """Pure neuron step functions, grouped by family. No Flax: usable from plain JAX or Equinox.
 """
 from snnjax.steps.common import (
-    BoundStep, cast_out, fire, fire_and_reset, fire_for_state, reset, rest_level, saturate, state_dtype,
+    BoundStep, cast_out, fire, fire_and_reset, fire_for_state, reset, rest_level, saturate,
+    state_dtype,
 )
 from snnjax.steps.integrate_and_fire import (
     decode_membrane, DECODES, if_charge, if_step, integrator_step, lif_charge, lif_step,

@@ -30,8 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from snnjax.steps.common import (Array, SpikeFn, cast_out, fire_for_state, keeps_state_bounded, reset,
-                                 state_dtype)
+from snnjax.steps.common import (Array, SpikeFn, cast_out, fire_for_state, keeps_state_bounded,
+                                 reset, state_dtype)
 from snnjax.steps.integrate_and_fire import spiking_step
 
 AdaptCharge = Callable[[Array, Array, dict, Array], Array]
