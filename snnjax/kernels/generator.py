@@ -57,9 +57,10 @@ def default_chunk(plan: StepPlan) -> int:
     N=8M, Triton / Mosaic, chunk 8 -> 4: ComplementaryLIF 0.938 -> 0.888 / 1.048 -> 0.899 ms,
     EIF 0.829 -> 0.780 / 0.905 -> 0.816, QIF 0.794 -> 0.777 / 0.827 -> 0.787, Izhikevich 0.897
     -> 0.889 / 0.916 -> 0.923; every one-value step (LIF 0.735 -> 0.771 / 0.733 -> 0.766, ...)
-    is faster at 8, and so is PLIF with a learnable w on Mosaic in both runs (0.775 -> 0.786,
-    0.786 -> 0.791; Triton 0.797 -> 0.789, 0.774 -> 0.799) (``benchmarks/backend_table.py
-    --time --chunks 8,4``, ``chunk_rule.py``, ``policy_cost.py``; ``RESULTS.md``)."""
+    is faster at 8, and so is PLIF with a learnable w on Mosaic in all three runs (0.775 ->
+    0.786, 0.786 -> 0.791, 0.781 -> 0.785; Triton 0.797 -> 0.789, 0.774 -> 0.799, 0.759 ->
+    0.791) (``benchmarks/backend_table.py --time --chunks 8,4``, ``chunk_rule.py``,
+    ``policy_cost.py``; ``RESULTS.md``)."""
     learnable = sum(plan.need[plan.n_s + plan.n_x:])
     return 8 if len(plan.recompute.cut) <= 1 + learnable else 4
 

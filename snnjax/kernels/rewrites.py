@@ -3,9 +3,9 @@
 The Mosaic GPU lowering (JAX 0.10-0.11) has no rule for ``floor``, ``ceil``, ``atan``, ``expm1``,
 ``log1p``, ``erfc`` and no layout rule for ``erf``, and no lowering has JAX 0.12's
 ``polynomial`` and ``one_minus_square`` (from its own derivative rules); the kernel generator
-replaces those primitives by these functions (``jaxpr_tools.inline_eval(rewrites=...)``) when the backend lacks
-them. Each uses only add/sub/mul/div, abs, comparisons, ``select_n``, integer casts, ``exp``,
-``log`` and ``rsqrt``. Accuracy (float32, against ``jnp``; ``tests/test_mosaic.py``): within
+replaces those primitives by these functions (``jaxpr_tools.inline_eval(rewrites=...)``) when
+the backend lacks them. Each uses only add/sub/mul/div, abs, comparisons, ``select_n``, integer
+casts, ``exp``, ``log`` and ``rsqrt``. Accuracy (float32, against ``jnp``; ``tests/test_mosaic.py``): within
 2 ulp or 1e-6 relative over negative, tiny, large and non-finite arguments. The polynomial
 coefficients are Cephes' single-precision ones (the same XLA uses for ``erf`` / ``erfc``).
 

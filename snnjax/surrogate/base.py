@@ -218,9 +218,8 @@ class SurrogateFunction:
         ``key`` is only used by stochastic surrogates (:class:`PoissonPass`) and ignored otherwise.
         """
         x = jnp.asarray(x)
-        if not self.spiking:
-            return self.primitive(x)
-        return self._nan_rule(x, _surrogate_spike(self, x, self._aux(x, key)))
+        spike = self.spike_for_state(x, key)
+        return self._nan_rule(x, spike) if self.spiking else spike
 
     def spike_for_state(self, x: Any, key: Optional[Array] = None) -> Array:
         """``sg(x)`` without the NaN rule: where ``x`` is NaN the spike is 0, not NaN (``sg(x)``
