@@ -56,6 +56,14 @@ def _apply_all(layers: Sequence[Callable], x: Any) -> Any:
     return x
 
 
+def _apply_stored_by_caller(layers: Sequence[Callable], x: Any) -> Any:
+    """``_apply_all`` for a container that chooses its block's storage itself: its snnjax
+    layers run without their own compact storage (no checkpoint nested in the container's)."""
+    for layer in layers:
+        x = layer._apply(x) if isinstance(layer, _StepModeMixin) else layer(x)
+    return x
+
+
 # --- memory: compact storage of binary inputs, rematerialisation -------------------------------
 
 def _check_has_params(owner: str, option: str, modules: Any) -> None:
@@ -69,7 +77,7 @@ def _check_has_params(owner: str, option: str, modules: Any) -> None:
 
 def _preserves_binary(layers: Sequence[Any]) -> bool:
     """Layers whose output is binary whenever their input is (max of 0/1/NaN values, reshapes)."""
-    return len(layers) > 0 and all(isinstance(m, (MaxPool2d, Flatten)) for m in layers)
+    return len(layers) > 0 and all(getattr(m, "preserves_binary", False) for m in layers)
 
 
 def _checkpointed(fn: Callable, module: Any, x: Array, binary: bool, *, save: bool) -> Any:
@@ -85,7 +93,9 @@ def _checkpointed(fn: Callable, module: Any, x: Array, binary: bool, *, save: bo
     policy = _spikes.saving_all_but_input if save else jax.checkpoint_policies.nothing_saveable
     if binary:
         run = nnx.remat(lambda mod, code, a: fn(mod, _spikes.decoded(code, a)), policy=policy)
-        return run(module, _spikes.encode(x), x)
+        # the barrier keeps XLA from fusing the encode with the forward's decode into one pass
+        # that holds x and its decoded copy at once (twice the tensor's memory)
+        return run(module, jax.lax.optimization_barrier(_spikes.encode(x)), x)
     return nnx.remat(fn, policy=policy)(module, x)
 
 
@@ -137,7 +147,7 @@ class SeqToANNContainer(nnx.Module):
 
     def _forward(self, x: Array) -> Array:
         """The layers on the folded ``[T*B, *]`` batch (the one place that sees no time axis)."""
-        return _apply_all(self.layers, x)
+        return _apply_stored_by_caller(self.layers, jnp.asarray(x))
 
 
 class Remat(nnx.Module):
@@ -328,18 +338,26 @@ def _seq(owner: str, x: Array, ndim: int | None, layout: str) -> None:
 
 
 class _StepModeMixin:
-    """``step_mode='s'``: the layer on ``[B, *]``; ``'m'``: on ``[T, B, *]`` with time folded."""
+    """``step_mode='s'``: the layer on ``[B, *]``; ``'m'``: on ``[T, B, *]`` with time folded.
+
+    Memory (always on): a layer whose backward keeps its input (``keeps_input``: a linear
+    layer's or a convolution's weight gradient, a batch norm) keeps a spike input as ``int8``
+    instead of its floating dtype (the rule in the README's "Memory"); a layer that keeps
+    binary values binary (``preserves_binary``: max pooling, flatten) passes the tag on.
+    """
 
     step_ndim: ClassVar[int | None] = None       # ndim of one step's input (None: any)
     step_layout: ClassVar[str] = "[B, *]"
+    keeps_input: ClassVar[bool] = False          # the backward needs the input
+    preserves_binary: ClassVar[bool] = False     # binary input -> binary output
     step_mode: str                               # set by each layer's constructor
 
     def _forward(self, x: Array) -> Array:
         raise NotImplementedError
 
-    def __call__(self, x: Any) -> Array:
+    def _apply(self, x: Array) -> Array:
+        """``_forward`` in the layer's step mode, ``x`` checked."""
         owner = type(self).__name__
-        x = jnp.asarray(x)
         if self.step_mode == "s":
             _seq(owner, x, self.step_ndim, self.step_layout)
             return self._forward(x)
@@ -348,6 +366,15 @@ class _StepModeMixin:
         if x.ndim < 2:
             raise ValueError(f"{owner}: step_mode='m' input must be [T, B, *], got shape {x.shape}")
         return functional.seq_to_ann_forward(x, self._forward)
+
+    def __call__(self, x: Any) -> Array:
+        binary = _spikes.is_binary(x)
+        x = jnp.asarray(x)
+        if binary and self.keeps_input:
+            y = _checkpointed(lambda mod, a: mod._apply(a), self, x, True, save=True)
+        else:
+            y = self._apply(x)
+        return _spikes.tag(y) if binary and self.preserves_binary else y
 
 
 class Linear(_StepModeMixin, nnx.Linear):
@@ -379,11 +406,13 @@ class Linear(_StepModeMixin, nnx.Linear):
                             use_bias=C.boolean(owner, "bias", bias), rngs=rngs, **kwargs)
         self.step_mode = _check_step_mode(owner, step_mode)
 
+    keeps_input = True
+
     def _forward(self, x: Array) -> Array:
         return nnx.Linear.__call__(self, x)
 
-    def __call__(self, x: Any) -> Array:   # any leading axes, in both step modes
-        return self._forward(jnp.asarray(x))
+    def _apply(self, x: Array) -> Array:   # any leading axes, in both step modes
+        return self._forward(x)
 
 
 def _pair(owner: str, name: str, value: Any, *, minimum: int = 1) -> tuple[int, int]:
@@ -431,6 +460,7 @@ class Conv2d(_StepModeMixin, nnx.Conv):
 
     step_ndim = 4
     step_layout = "[B, H, W, C]"
+    keeps_input = True
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
                  padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
@@ -506,6 +536,8 @@ class BatchNorm2d(_StepModeMixin, nnx.Module):
 
     step_ndim = 4
     step_layout = "[B, H, W, C]"
+    keeps_input = True
+
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True, step_mode: str = "s", *,
                  use_running_average: bool = False, rngs: nnx.Rngs | None = None):
@@ -665,6 +697,8 @@ class MaxPool2d(_Pool2d):
       step_mode: ``'s'`` (``[B, H, W, C]``) or ``'m'`` (``[T, B, H, W, C]``) (default ``'s'``).
     """
 
+    preserves_binary = True
+
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
                  return_indices: bool = False, ceil_mode: bool = False, step_mode: str = "s"):
         if return_indices:
@@ -795,6 +829,8 @@ class Flatten(_StepModeMixin, nnx.Module):
       end_dim: last flattened axis (default ``-1``).
       step_mode: ``'s'`` or ``'m'``.
     """
+
+    preserves_binary = True
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1, step_mode: str = "s"):
         owner = type(self).__name__
