@@ -56,14 +56,6 @@ def _apply_all(layers: Sequence[Callable], x: Any) -> Any:
     return x
 
 
-def _apply_stored_by_caller(layers: Sequence[Callable], x: Any) -> Any:
-    """``_apply_all`` for a container that chooses its block's storage itself: its snnjax
-    layers run without their own compact storage (no checkpoint nested in the container's)."""
-    for layer in layers:
-        x = layer._apply(x) if isinstance(layer, _StepModeMixin) else layer(x)
-    return x
-
-
 # --- memory: compact storage of binary inputs, rematerialisation -------------------------------
 
 def _check_has_params(owner: str, option: str, modules: Any) -> None:
@@ -147,7 +139,7 @@ class SeqToANNContainer(nnx.Module):
 
     def _forward(self, x: Array) -> Array:
         """The layers on the folded ``[T*B, *]`` batch (the one place that sees no time axis)."""
-        return _apply_stored_by_caller(self.layers, jnp.asarray(x))
+        return _apply_all(self.layers, x)
 
 
 class Remat(nnx.Module):
@@ -340,15 +332,12 @@ def _seq(owner: str, x: Array, ndim: int | None, layout: str) -> None:
 class _StepModeMixin:
     """``step_mode='s'``: the layer on ``[B, *]``; ``'m'``: on ``[T, B, *]`` with time folded.
 
-    Memory (always on): a layer whose backward keeps its input (``keeps_input``: a linear
-    layer's or a convolution's weight gradient, a batch norm) keeps a spike input as ``int8``
-    instead of its floating dtype (the rule in the README's "Memory"); a layer that keeps
-    binary values binary (``preserves_binary``: max pooling, flatten) passes the tag on.
+    A layer that keeps binary values binary (``preserves_binary``: max pooling, flatten) passes
+    the spike tag of its input on (the rule in the README's "Memory").
     """
 
     step_ndim: ClassVar[int | None] = None       # ndim of one step's input (None: any)
     step_layout: ClassVar[str] = "[B, *]"
-    keeps_input: ClassVar[bool] = False          # the backward needs the input
     preserves_binary: ClassVar[bool] = False     # binary input -> binary output
     step_mode: str                               # set by each layer's constructor
 
@@ -369,11 +358,7 @@ class _StepModeMixin:
 
     def __call__(self, x: Any) -> Array:
         binary = _spikes.is_binary(x)
-        x = jnp.asarray(x)
-        if binary and self.keeps_input:
-            y = _checkpointed(lambda mod, a: mod._apply(a), self, x, True, save=True)
-        else:
-            y = self._apply(x)
+        y = self._apply(jnp.asarray(x))
         return _spikes.tag(y) if binary and self.preserves_binary else y
 
 
@@ -405,8 +390,6 @@ class Linear(_StepModeMixin, nnx.Linear):
         nnx.Linear.__init__(self, in_features, out_features,
                             use_bias=C.boolean(owner, "bias", bias), rngs=rngs, **kwargs)
         self.step_mode = _check_step_mode(owner, step_mode)
-
-    keeps_input = True
 
     def _forward(self, x: Array) -> Array:
         return nnx.Linear.__call__(self, x)
@@ -460,7 +443,6 @@ class Conv2d(_StepModeMixin, nnx.Conv):
 
     step_ndim = 4
     step_layout = "[B, H, W, C]"
-    keeps_input = True
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
                  padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
@@ -536,8 +518,6 @@ class BatchNorm2d(_StepModeMixin, nnx.Module):
 
     step_ndim = 4
     step_layout = "[B, H, W, C]"
-    keeps_input = True
-
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True, step_mode: str = "s", *,
                  use_running_average: bool = False, rngs: nnx.Rngs | None = None):
