@@ -5,11 +5,11 @@ XLA can compile for a CUDA target it is only told about: a PJRT topology made fr
 ``GpuTargetConfig`` (``tools/h200_target.txtpb``: sm_90, 132 SMs, 141 GB). The buffer
 assignment, and so ``memory_analysis()``, is then XLA's own for that target, except where the
 compiler would ask the device: nothing is autotuned (GEMM and convolution algorithms take
-their defaults) and the cuBLAS workspace is 4 MiB instead of the 32 MiB the H200 gets. Against
-H200 runs of the same code: the CNN's ReLU twin 1803.0 MiB and Triton LIF network 1687.0 MiB
+their defaults) and the cuBLAS workspace is 4 MiB instead of the 32 MiB the H200 gets.
+Against the last H200 runs (2026-12-03): the CNN's ReLU twin 1803.0 MiB and Triton LIF network 1687.0 MiB
 (equal), the SHD-shaped step with ``alias_cotangent`` 78.6 MiB temp (equal), default 100.0
 against 105.0, chunked ``c=16`` 28.3 against 57.6 (the workspace), CNN remat 1405 against 1203
-(convolution algorithms). Use it to compare variants of the code, not as a figure: a figure
+(probably the convolution algorithms). Use it to compare variants of the code, not as a figure: a figure
 counts only when measured on the H200 (``benchmarks/RESULTS.md``).
 
 Needs the CUDA build of jaxlib (``pip install "jax[cuda12]"``, the same version as ``jax``);
