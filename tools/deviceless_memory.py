@@ -6,11 +6,12 @@ XLA can compile for a CUDA target it is only told about: a PJRT topology made fr
 assignment, and so ``memory_analysis()``, is then XLA's own for that target, except where the
 compiler would ask the device: nothing is autotuned (GEMM and convolution algorithms take
 their defaults) and the cuBLAS workspace is 4 MiB instead of the 32 MiB the H200 gets.
-Against the last H200 runs (2026-12-03): the CNN's ReLU twin 1803.0 MiB and Triton LIF network 1687.0 MiB
-(equal), the SHD-shaped step with ``alias_cotangent`` 78.6 MiB temp (equal), default 100.0
-against 105.0, chunked ``c=16`` 28.3 against 57.6 (the workspace), CNN remat 1405 against 1203
-(probably the convolution algorithms). Use it to compare variants of the code, not as a figure: a figure
-counts only when measured on the H200 (``benchmarks/RESULTS.md``).
+Against the last H200 runs (2026-12-03): the CNN's ReLU twin 1803.0 MiB and Triton LIF network
+1687.0 MiB (equal), the SHD-shaped step with ``alias_cotangent`` 78.6 MiB temp (equal),
+default 100.0 against 105.0, chunked ``c=16`` 25.6 against 57.6 (the workspace), CNN remat
+1408 against 1203 (probably the convolution algorithms). Use it to compare variants of the
+code, not as a figure: a figure counts only when measured on the H200
+(``benchmarks/RESULTS.md``).
 
 Needs the CUDA build of jaxlib (``pip install "jax[cuda12]"``, the same version as ``jax``);
 no GPU, no driver. The Triton and Mosaic kernels are compiled for real (not interpreted):
@@ -157,7 +158,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--target", default=TARGET, help="GpuTargetConfig text proto")
     args = ap.parse_args(argv)
     defaults = {"shd": ([256], 256, "default,alias,chunk16,chunk32"),
-                "cnn": ([8], 64, "relu,pallas,remat"), "mlp": ([256], 256, "default,container,nostore")}
+                "cnn": ([8], 64, "relu,pallas,remat"),
+                "mlp": ([256], 256, "default,container,nostore")}
     Ts, batch, variants = defaults[args.workload]
     Ts, batch = args.T or Ts, args.batch or batch
     device = target_device(args.target)
