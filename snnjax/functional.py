@@ -270,7 +270,7 @@ def chunked_forward(model: nnx.Module, x_seq: Any, chunk: int, *, unroll: int | 
     seq_leaf = [isinstance(v, (StateSequence, nnx.Param)) for v in jax.tree_util.tree_leaves(
         rest, is_leaf=lambda v: isinstance(v, nnx.Variable))]
 
-    called: dict = {}   # path -> (_exact, _data_ndims) a call leaves in each neuron it runs
+    called: dict = {}   # path -> _exact, as a call leaves it in each neuron it runs
 
     def values(m: MemoryModule) -> list:
         return ([getattr(m, d.name).get_value() for d in m._memories]
@@ -285,7 +285,7 @@ def chunked_forward(model: nnx.Module, x_seq: Any, chunk: int, *, unroll: int | 
         y = copy(xc)
         for p, m in neurons:
             if any(a is not b for a, b in zip(old[p], values(m))):
-                called[p] = (m._exact, m._data_ndims)
+                called[p] = m._exact
         _, new_carried, new_rest = nnx.split(copy, NeuronState, ...)
         after = jax.tree_util.tree_leaves(new_rest)
         changed = [n for n, a, b, s in zip(names, before, after, seq_leaf) if a is not b and not s]
@@ -334,7 +334,7 @@ def chunked_forward(model: nnx.Module, x_seq: Any, chunk: int, *, unroll: int | 
     nnx.update(model, state)
     for path, m in nnx.iter_modules(model):   # as a call leaves them: exact shapes, no recording
         if path in called and isinstance(m, MemoryModule):
-            m._exact, m._data_ndims = called[path]
+            m._exact = called[path]
             m._clear_recording()
     return out
 

@@ -130,6 +130,8 @@ ENTRIES: tuple[Entry, ...] = (
       no_golden="the nnx.Variable type of a neuron's state, exercised by every neuron"),
     E("StateSequence", kwargs=dict(value=0.0), elementwise=NOT_A_NEURON,
       no_golden="the nnx.Variable type of recorded state sequences (store_v_seq)"),
+    E("StackAxes", kwargs=dict(value=0), elementwise=NOT_A_NEURON,
+      no_golden="the nnx.Variable type of a neuron's stack marker (tests/test_checkpoint.py)"),
     E("ILCConnection", kwargs=dict(act_dim=2, dec_pop_dim=3), rngs=0, elementwise=NOT_A_NEURON,
       no_golden="the ILC nodes' grouped linear map; its golden values are the ILC nodes' "
                 "param_conn_* / grad_param_conn_*"),

@@ -6,7 +6,8 @@ Every module has the stateful call ``m(x)`` (``step_mode='s'``: ``[N, *]``; ``'m
 ``m.multi_step(state, x_seq)``, which never mutates the module.
 """
 from snnjax.neuron.base import (
-    BaseNode, MemoryModule, NeuronState, NonSpikingBaseNode, SimpleBaseNode, StateSequence,
+    BaseNode, MemoryModule, NeuronState, NonSpikingBaseNode, SimpleBaseNode, StackAxes,
+    StateSequence,
 )
 from snnjax.neuron.integrate_and_fire import (
     IFNode, LIFNode, NonSpikingIFNode, NonSpikingLIFNode, ParametricLIFNode, SimpleIFNode,
@@ -36,5 +37,6 @@ __all__ = [
     "NoisyCUBALIFNode", "NoisyILCBaseNode", "NoisyILCCUBALIFNode", "NoisyNonSpikingBaseNode",
     "NoisyNonSpikingIFNode", "NonSpikingBaseNode", "NonSpikingIFNode", "NonSpikingLIFNode",
     "OTTTLIFNode", "ParametricLIFNode", "powerlaw_psd_gaussian", "PSN", "QIFNode",
-    "SimpleBaseNode", "SimpleIFNode", "SimpleLIFNode", "SlidingPSN", "SLTTLIFNode", "StateSequence",
+    "SimpleBaseNode", "SimpleIFNode", "SimpleLIFNode", "SlidingPSN", "SLTTLIFNode", "StackAxes",
+    "StateSequence",
 ]

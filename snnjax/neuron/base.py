@@ -33,6 +33,14 @@ class NeuronState(nnx.Variable):
     """One state variable of a neuron (``node.v``), carried from one call to the next."""
 
 
+class StackAxes(nnx.Variable):
+    """A neuron's 0-d ``int8`` marker, stacked like its state: shape ``()`` for one layer,
+    ``(L,)`` for a stack of ``L`` layers made with ``nnx.vmap`` (and so on per stacking). Being
+    state, it travels with every copy of the state (``nnx.split``, a checkpoint restored into
+    ``nnx.eval_shape``), so ``reset`` knows which leading axes of a state variable are layers
+    and which a call's batch left."""
+
+
 class StateSequence(nnx.Variable):
     """A recorded state sequence (``v_seq`` with ``store_v_seq=True``), ``[T, N, *]``."""
 
@@ -165,7 +173,7 @@ class MemoryModule(nnx.Module):
 
     def __init__(self, step_mode: str = "s", backend: str = "auto"):
         self._memories: tuple[Memory, ...] = ()
-        self._data_ndims: tuple[int, ...] = ()   # per memory: ndim without vmapped layer axes
+        self.stack_axes = StackAxes(jnp.zeros((), jnp.int8))
         self._exact: tuple[bool, ...] = ()       # per memory: left by a call (no broadcasting)
         self.step_mode = C.choice(self.supported_step_modes)(type(self).__name__, "step_mode",
                                                              step_mode)
@@ -198,7 +206,6 @@ class MemoryModule(nnx.Module):
         decl = Memory(name, float(init), **kwargs)
         keep = [i for i, m in enumerate(self._memories) if m.name != name]
         self._memories = tuple(self._memories[i] for i in keep) + (decl,)
-        self._data_ndims = tuple(self._data_ndims[i] for i in keep) + (0,)
         self._exact = tuple(self._exact[i] for i in keep) + (False,)
         nnx.Module.__setattr__(self, name, NeuronState(jnp.asarray(decl.init, decl.dtype)))
         if self.recorded is None or name in self.recorded:
@@ -329,8 +336,9 @@ class MemoryModule(nnx.Module):
         return None if seq is None or seq.ndim < 2 else seq
 
     def _clear_recording(self) -> None:
+        layers = jnp.shape(self.stack_axes.get_value())   # a stack keeps one per layer
         for var in self.state_seq.values():
-            var.set_value(jnp.zeros((), jnp.float32))
+            var.set_value(jnp.zeros(layers, jnp.float32))
 
     def _memory_index(self, name: str) -> int | None:
         for i, m in enumerate(vars(self).get("_memories", ())):
@@ -346,19 +354,18 @@ class MemoryModule(nnx.Module):
             raise TypeError(f"{type(self).__name__}: state variable {self._memories[index].name} "
                             f"must be a real array, got dtype {value.dtype}")
         getattr(self, self._memories[index].name).set_value(value)
-        self._data_ndims = self._data_ndims[:index] + (value.ndim,) + self._data_ndims[index + 1:]
         self._exact = self._exact[:index] + (exact,) + self._exact[index + 1:]
 
     def reset(self) -> None:
         """Every state variable back to its declared initial value; recordings cleared."""
-        for m, ndim in zip(self._memories, self._data_ndims):
+        layers = np.ndim(self.stack_axes.get_value())    # a vmapped stack's layer axes
+        for m in self._memories:
             var = getattr(self, m.name)
             value = var.get_value()
-            lead = value.shape[:max(np.ndim(value) - ndim, 0)]   # a vmapped stack's layer axes
+            lead = value.shape[:layers]
             # unstacked: exactly the declared value (as fresh), so a jitted step sees one type
             var.set_value(jnp.full(lead, m.init, m.dtype or value.dtype) if lead
                           else jnp.asarray(m.init, m.dtype))
-        self._data_ndims = (0,) * len(self._memories)
         self._exact = (False,) * len(self._memories)
         self._clear_recording()
 
