@@ -168,17 +168,22 @@ def test_resumed_training_is_bit_identical(tmp_path):
                         nnx.merge(graphdef_o, restored["optimizer"])), (model, optimizer))
 
 
+def _restored_into_abstract(model, create, path):
+    """``model`` saved as a pure dict, restored into ``nnx.eval_shape(create)``."""
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(path, nnx.to_pure_dict(nnx.state(model)))
+    checkpointer.wait_until_finished()
+    graphdef, state = nnx.split(nnx.eval_shape(create))
+    nnx.replace_by_pure_dict(state, checkpointer.restore(path))
+    return nnx.merge(graphdef, state)
+
+
 def test_reset_after_restoring_a_mid_sequence_checkpoint_gives_scalar_states(tmp_path):
     def create():
         return nnx.Sequential(neuron.LIFNode(step_mode="m"))
     model = create()
     model(jnp.ones((2, 3, 4)))                               # v: [3, 4]
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(tmp_path / "mid", nnx.to_pure_dict(nnx.state(model)))
-    checkpointer.wait_until_finished()
-    graphdef, state = nnx.split(nnx.eval_shape(create))
-    nnx.replace_by_pure_dict(state, checkpointer.restore(tmp_path / "mid"))
-    restored = nnx.merge(graphdef, state)
+    restored = _restored_into_abstract(model, create, tmp_path / "mid")
     np.testing.assert_array_equal(restored.layers[0].v.get_value(), model.layers[0].v.get_value())
     functional.reset_net(restored)
     assert restored.layers[0].v.shape == ()                  # as reset_net(model) gives
@@ -202,12 +207,7 @@ def test_a_stack_restored_mid_sequence_resets_to_its_layer_axis(tmp_path):
 
     forward(stack, jnp.ones((2, 5, 4)) * 1.5)
     assert stack.v.shape == (L, 5, 4)
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(tmp_path / "stack", nnx.to_pure_dict(nnx.state(stack)))
-    checkpointer.wait_until_finished()
-    graphdef, state = nnx.split(nnx.eval_shape(create))
-    nnx.replace_by_pure_dict(state, checkpointer.restore(tmp_path / "stack"))
-    restored = nnx.merge(graphdef, state)
+    restored = _restored_into_abstract(stack, create, tmp_path / "stack")
     np.testing.assert_array_equal(restored.v.get_value(), stack.v.get_value())
     functional.reset_net(restored)
     assert restored.v.shape == (L,) and not np.asarray(restored.v.get_value()).any()
