@@ -335,10 +335,13 @@ class MemoryModule(nnx.Module):
         seq = self.state_seq[name].get_value() if name in self.state_seq else None
         return None if seq is None or seq.ndim < 2 else seq
 
+    def _layer_shape(self) -> tuple[int, ...]:
+        """The layer axes of a stack of this neuron (``()`` for one layer): the marker's shape."""
+        return jnp.shape(self.stack_axes.get_value())
+
     def _clear_recording(self) -> None:
-        layers = jnp.shape(self.stack_axes.get_value())   # a stack keeps one per layer
-        for var in self.state_seq.values():
-            var.set_value(jnp.zeros(layers, jnp.float32))
+        for var in self.state_seq.values():   # a stack keeps one placeholder per layer
+            var.set_value(jnp.zeros(self._layer_shape(), jnp.float32))
 
     def _memory_index(self, name: str) -> int | None:
         for i, m in enumerate(vars(self).get("_memories", ())):
@@ -358,13 +361,11 @@ class MemoryModule(nnx.Module):
 
     def reset(self) -> None:
         """Every state variable back to its declared initial value; recordings cleared."""
-        layers = np.ndim(self.stack_axes.get_value())    # a vmapped stack's layer axes
+        lead = self._layer_shape()
         for m in self._memories:
             var = getattr(self, m.name)
-            value = var.get_value()
-            lead = value.shape[:layers]
             # unstacked: exactly the declared value (as fresh), so a jitted step sees one type
-            var.set_value(jnp.full(lead, m.init, m.dtype or value.dtype) if lead
+            var.set_value(jnp.full(lead, m.init, m.dtype or var.get_value().dtype) if lead
                           else jnp.asarray(m.init, m.dtype))
         self._exact = (False,) * len(self._memories)
         self._clear_recording()

@@ -82,8 +82,8 @@ def liaf_step(state: dict, x: Array, params: dict, *, act: Callable[[Array], Arr
                    soft_reset=soft_reset)
     theta = params["v_threshold"]
     y = act(h - theta) if threshold_related else act(h)
-    spike, _ = fire_for_state(h, theta, surrogate)   # for the reset only: no NaN rule
-    v_next = reset(h, spike, theta, params.get("v_reset", 0.0), soft_reset=soft_reset,
+    for_state, _ = fire_for_state(h, theta, surrogate)   # for the reset only: no NaN rule
+    v_next = reset(h, for_state, theta, params.get("v_reset", 0.0), soft_reset=soft_reset,
                    detach_reset=detach_reset)
     return {"v": v_next.astype(v.dtype)}, cast_out(y, x)
 
