@@ -650,11 +650,14 @@ def _tiled_max_fwd(x: Array, kernel: tuple[int, int]) -> tuple[Array, Array]:
 
 
 def _tiled_max_bwd(kernel: tuple[int, int], where: Array, g: Array) -> tuple[Array]:
+    # built in the input's layout [B, Ho, kh, Wo, kw, C] from broadcasts alone: one elementwise
+    # pass, no window-major intermediate and no transpose of it (a second input-sized buffer)
     (kh, kw), (b, ho, wo, c) = kernel, g.shape
-    hit = where[..., None] == jnp.arange(kh * kw, dtype=where.dtype)
-    gt = jnp.where(hit, g[..., None], jnp.zeros((), g.dtype))
-    return (gt.reshape(b, ho, wo, c, kh, kw).transpose(0, 1, 4, 2, 5, 3).reshape(
-        b, ho * kh, wo * kw, c),)
+    position = (jnp.arange(kh, dtype=where.dtype)[:, None, None] * kw
+                + jnp.arange(kw, dtype=where.dtype)[None, None, :])          # [kh, 1, kw]
+    hit = where[:, :, None, :, None, :] == position[..., None]
+    gx = jnp.where(hit, g[:, :, None, :, None, :], jnp.zeros((), g.dtype))
+    return (gx.reshape(b, ho * kh, wo * kw, c),)
 
 
 _tiled_max.defvjp(_tiled_max_fwd, _tiled_max_bwd)
