@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from snnjax import _checks as C
+from snnjax import kernels
 from snnjax.neuron.base import STEP_MODES, MemoryModule, NeuronState, StateSequence
 from snnjax._losses import (first_spike_index, firing_rate_mse_loss, kernel_dot_product,
                             spike_similar_loss, temporal_efficient_training_cross_entropy)
@@ -282,7 +283,8 @@ def chunked_forward(model: nnx.Module, x_seq: Any, chunk: int, *, unroll: int | 
         copy = nnx.merge(graphdef, carried, rest)
         neurons = [(p, m) for p, m in nnx.iter_modules(copy) if isinstance(m, MemoryModule)]
         old = {p: values(m) for p, m in neurons}
-        y = copy(xc)
+        with kernels.under_checkpoint():       # every chunk runs under jax.checkpoint
+            y = copy(xc)
         for p, m in neurons:
             if any(a is not b for a, b in zip(old[p], values(m))):
                 called[p] = m._exact

@@ -26,10 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
 
 from snnjax import _checks as C
 from snnjax import _spikes
-from snnjax import functional
+from snnjax import functional, kernels
 from snnjax.neuron.base import STEP_MODES, MemoryModule
 
 Array = jax.Array
@@ -72,17 +73,35 @@ def _preserves_binary(layers: Sequence[Any]) -> bool:
     return len(layers) > 0 and all(getattr(m, "preserves_binary", False) for m in layers)
 
 
+# what a rematerialised block keeps besides its input: small values whose recomputation would
+# need a whole forward kernel (a neuron's chunk-start states; max pooling's int8 positions,
+# which need the block's spikes)
+_POOL_POSITIONS = "snnjax_max_pool_positions"
+_REMAT_POLICY = jax.checkpoint_policies.save_only_these_names(kernels.CHECKPOINTS_NAME,
+                                                              _POOL_POSITIONS)
+
+
 def _checkpointed(fn: Callable, module: Any, x: Array, binary: bool, *, save: bool) -> Any:
     """``fn(module, x)`` whose backward keeps only what the options allow.
 
     ``binary``: ``x`` is a spike tensor (0, 1, NaN): it is kept as ``int8`` and decoded again in
     the backward (exact). ``save=True``: every other residual is saved as usual (only the decode
     is redone); ``save=False`` (remat): nothing is saved but the input (its ``int8`` code when
-    binary), the whole forward is recomputed in the backward. State updates (batch-norm running
+    binary) and ``_REMAT_POLICY``'s small values, the rest of the forward is recomputed in the
+    backward, and the neurons' backward kernels write in place (``kernels.under_checkpoint``). State
+    updates (batch-norm running
     statistics, neuron states) are outputs of the forward: they happen once, a recomputation
     changes nothing.
     """
-    policy = _spikes.saving_all_but_input if save else jax.checkpoint_policies.nothing_saveable
+    if save:
+        return _checkpointed_call(fn, module, x, binary, _spikes.saving_all_but_input)
+    # the recomputation skips the neurons' forward kernels (their chunk-start states and the
+    # pooling positions are kept); the cotangents are the step's own, so aliasing them is free
+    with kernels.under_checkpoint(in_place_backward=True):
+        return _checkpointed_call(fn, module, x, binary, _REMAT_POLICY)
+
+
+def _checkpointed_call(fn: Callable, module: Any, x: Array, binary: bool, policy: Callable) -> Any:
     if binary:
         run = nnx.remat(lambda mod, code, a: fn(mod, _spikes.decoded(code, a)), policy=policy)
         # the barrier keeps XLA from fusing the encode with the forward's decode into one pass
@@ -646,7 +665,7 @@ def _tiled_max(x: Array, kernel: tuple[int, int]) -> Array:
 def _tiled_max_fwd(x: Array, kernel: tuple[int, int]) -> tuple[Array, Array]:
     t = _tiles(x, kernel)
     where = jnp.argmax(t, axis=-1).astype(jnp.int8 if t.shape[-1] <= 127 else jnp.int32)
-    return jnp.max(t, axis=-1), where
+    return jnp.max(t, axis=-1), checkpoint_name(where, _POOL_POSITIONS)
 
 
 def _tiled_max_bwd(kernel: tuple[int, int], where: Array, g: Array) -> tuple[Array]:

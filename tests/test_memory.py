@@ -6,6 +6,8 @@ of the recomputed graph differently (conv weight gradients, batch-norm sums), so
 tolerance is fp32 rounding: |a - b| <= 2e-5 |b| + 2e-6 max|b| (measured: 1e-5 relative at most).
 """
 RTOL, ATOL = 2e-5, 2e-6
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,14 +18,14 @@ from snnjax import _spikes, kernels, layer, neuron, surrogate
 from snnjax.kernels import scan as scan_mod
 
 
-def _cnn(channels, pools, *, remat=False, seed=0):
+def _cnn(channels, pools, *, remat=False, seed=0, backend="scan"):
     rngs = nnx.Rngs(seed)
     mods, cin = [], 3
     for i in range(len(pools)):
         block = [layer.SeqToANNContainer(layer.Conv2d(cin, channels, 3, padding=1, bias=False,
                                                       rngs=rngs),
                                          layer.BatchNorm2d(channels)),
-                 neuron.LIFNode(step_mode="m", backend="scan", detach_reset=True,
+                 neuron.LIFNode(step_mode="m", backend=backend, detach_reset=True,
                                 surrogate_function=surrogate.ATan(alpha=3.0))]
         if pools[i]:
             block.append(layer.SeqToANNContainer(layer.MaxPool2d(2)))
@@ -102,6 +104,73 @@ def test_remat_same_gradients_and_batch_stats_updated_once():
     want = 0.1 * y.mean((0, 1, 2))
     np.testing.assert_allclose(np.asarray(leaves[1] if leaves[1].shape == (4,) else leaves[0]),
                                want, rtol=1e-5, atol=1e-6)
+
+
+def _kernel_calls(jaxpr):
+    """The ``pallas_call`` equations of ``jaxpr`` and of every jaxpr nested in it."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "pallas_call":
+            found.append(eqn)
+        for p in eqn.params.values():
+            for sub in (p if isinstance(p, (tuple, list)) else (p,)):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    found += _kernel_calls(inner)
+    return found
+
+
+@pytest.mark.filterwarnings("ignore:snnjax.kernels. falling back")   # Mosaic on a CPU
+def test_remat_on_the_kernel_path_runs_each_forward_kernel_once_and_writes_in_place():
+    """Inside ``Remat`` the recomputation keeps each neuron's chunk-start states and the pooling
+    positions, so it re-runs no forward kernel (the spikes it would write are not needed), and
+    the backward kernels write the input gradient into the cotangent's buffer; gradients and
+    batch statistics equal those of the same network without ``Remat``."""
+    x = jax.random.normal(jax.random.PRNGKey(2), (3, 2, 8, 8, 3)) * 2.0
+    for backend in ("pallas", "mosaic"):
+        plain, stats0, _ = _grads(_cnn(4, (True, False), backend=backend), x)
+        got, stats, _ = _grads(_cnn(4, (True, False), remat=True, backend=backend), x)
+        _equal(got, plain)
+        _equal(jax.tree_util.tree_leaves(stats), jax.tree_util.tree_leaves(stats0))
+        assert any(float(jnp.abs(g).max()) > 0 for g in got)
+    model = _cnn(4, (True, False), remat=True, backend="pallas")
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def loss(params, x):
+        h = x
+        for f in nnx.merge(graphdef, params, rest, copy=True):
+            h = f(h)
+        return h.sum()
+    calls = _kernel_calls(jax.make_jaxpr(jax.grad(loss))(params, x).jaxpr)
+    # two neurons: one forward and one backward kernel each, the backward ones aliased
+    assert len(calls) == 4, len(calls)
+    assert sum(bool(e.params["input_output_aliases"]) for e in calls) == 2
+
+
+@pytest.mark.skipif(kernels.on_gpu(), reason="Mosaic's interpret mode runs without a GPU")
+def test_mosaic_interpreter_under_checkpoint_warns_and_runs_triton():
+    """Mosaic's interpret mode (ordered callbacks) cannot run under ``jax.checkpoint``: inside
+    ``Remat`` and ``Chunked`` an explicit ``backend='mosaic'`` warns once and runs the Triton
+    interpreter, with the values of ``lax.scan``."""
+    x = jax.random.normal(jax.random.PRNGKey(4), (5, 3, 7)) * 2.0
+    rngs = nnx.Rngs(0)
+    lin = layer.Linear(7, 6, step_mode="m", rngs=rngs)
+    for wrap in (lambda *m: layer.Remat(*m), lambda *m: layer.Chunked(nnx.Sequential(*m), 2)):
+        got = {}
+        for backend in ("scan", "mosaic"):
+            net = wrap(lin, neuron.LIFNode(step_mode="m", backend=backend))
+            graphdef, params, rest = nnx.split(net, nnx.Param, ...)
+
+            def loss(params, x):
+                return jnp.sum(nnx.merge(graphdef, params, rest, copy=True)(x) * jnp.cos(x[..., :6]))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                got[backend] = jax.grad(loss, argnums=(0, 1))(params, x)
+            if backend == "mosaic":
+                assert any("cannot run under jax.checkpoint" in str(w.message) for w in caught)
+        for a, b in zip(jax.tree_util.tree_leaves(got["mosaic"]),
+                        jax.tree_util.tree_leaves(got["scan"])):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_nan_input_same_nan_gradients():

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from snnjax.kernels import sharding
-from snnjax.kernels.generator import (backend_available, check_config, check_step,
+from snnjax.kernels.generator import (CHECKPOINTS_NAME, backend_available, check_config, check_step,
                                       pallas_multi_step, warn_once)
 from snnjax.kernels.jaxpr_tools import KernelLoweringError
 from snnjax.kernels.loops import Config
@@ -111,6 +111,19 @@ def _kernel_config(step: Step, state0: Any, xs: Any, params: Any, backend: str,
     else:
         kernel = _KERNEL[backend]
     cfg = dataclasses.replace(cfg, backend=kernel)
+    if kernel == "mosaic" and cfg.interpret and _under_checkpoint.get():
+        err = KernelLoweringError("Mosaic GPU's interpret mode (ordered callbacks) cannot run "
+                                  "under jax.checkpoint (layer.Remat, layer.Chunked)")
+        tri = dataclasses.replace(cfg, backend="triton")
+        try:
+            if not backend_available("triton"):
+                raise err
+            check_step(step, state0, xs, params, tri)
+        except KernelLoweringError as e:
+            warn_once(step, e)
+            return None
+        warn_once(step, err, to="the Triton kernels (backend='pallas')")
+        return tri
     if backend == "pallas":
         return cfg
     try:
@@ -169,6 +182,37 @@ def default_config(**overrides: Any) -> Iterator[None]:
         yield
     finally:
         _overrides.reset(token)
+
+
+_under_checkpoint: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "snnjax_under_checkpoint", default=False)
+
+
+@contextlib.contextmanager
+def under_checkpoint(in_place_backward: bool = False) -> Iterator[None]:
+    """Kernel choices for neurons traced inside the block, which snnjax runs under
+    ``jax.checkpoint`` (``layer.Remat``, ``layer.Chunked``).
+
+    There Mosaic's interpret mode (its ordered callbacks; no GPU) cannot run: an explicit
+    ``backend='mosaic'`` warns once and runs the Triton interpreter (``lax.scan`` without one).
+    ``in_place_backward=True``: the backward kernels write the input gradient into the
+    incoming cotangent's buffer (``Config.alias_cotangent``; ``'auto'`` then runs the Triton
+    kernels), free where the step itself computes the cotangents; unless a ``default_config``
+    around the block sets ``alias_cotangent`` or the installed JAX has no Triton lowering.
+
+    Args:
+      in_place_backward: set ``alias_cotangent`` for the block (default ``False``).
+    """
+    token = _under_checkpoint.set(True)
+    try:
+        if (in_place_backward and "alias_cotangent" not in _overrides.get()
+                and backend_available("triton")):
+            with default_config(alias_cotangent=True):
+                yield
+        else:
+            yield
+    finally:
+        _under_checkpoint.reset(token)
 
 
 def current_config() -> Config:
@@ -251,7 +295,7 @@ def _engine(step: Step, state0: Any, xs: Any, params: Any, backend: str,
     return pallas_multi_step, {"config": cfg}
 
 
-__all__ = ["AUTO_TRITON_STEPS", "BACKENDS", "Config", "KernelLoweringError", "Step",
-           "auto_kernel_backend", "step_name",
-           "check_backend", "current_config",
-           "default_config", "multi_step", "on_gpu", "single_step", "pallas_multi_step", "scan_multi_step"]
+__all__ = ["AUTO_TRITON_STEPS", "BACKENDS", "CHECKPOINTS_NAME", "Config", "KernelLoweringError",
+           "Step", "auto_kernel_backend", "step_name", "check_backend", "current_config",
+           "default_config", "multi_step", "on_gpu", "single_step",
+           "pallas_multi_step", "scan_multi_step", "under_checkpoint"]

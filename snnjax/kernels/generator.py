@@ -25,6 +25,8 @@ import jax.core  # noqa: F401  (jax.core.Tracer below: type checkers need the su
 import jax.numpy as jnp
 import numpy as np
 
+from jax.ad_checkpoint import checkpoint_name
+
 from snnjax.kernels.loops import Config, backward_spec, forward_spec
 from snnjax.kernels.plan import RESIDUAL_MODES, StepPlan, choose_residuals, make_plan
 from snnjax.kernels.sharding import launcher
@@ -63,6 +65,11 @@ def default_chunk(plan: StepPlan) -> int:
     ``policy_cost.py``; ``RESULTS.md``)."""
     learnable = sum(plan.need[plan.n_s + plan.n_x:])
     return 8 if len(plan.recompute.cut) <= 1 + learnable else 4
+
+
+# ``checkpoint_name`` of a training forward's chunk-start states (``'recompute'`` residuals): a
+# rematerialised block that saves them (``layer.Remat``) need not re-run the forward kernel
+CHECKPOINTS_NAME = "snnjax_kernel_checkpoints"
 
 
 def backend_available(name: str) -> bool:
@@ -206,7 +213,8 @@ def _build(step: Callable, defs: tuple, geom: Geometry, ops: Operands, return_st
                 list(xs), list(ps) + list(s0))
         outs, states, extra = split(seq_out, row_out)
         if res.mode == "recompute":
-            res_arrays = extra + list(xs)          # checkpoints, then the inputs
+            # checkpoints, then the inputs
+            res_arrays = [checkpoint_name(c, CHECKPOINTS_NAME) for c in extra] + list(xs)
         else:
             res_arrays = [{"save": extra, "x": xs, "out": outs, "state": states}[kind][i]
                           for _, (kind, i) in res.cut]
