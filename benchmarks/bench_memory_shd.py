@@ -259,7 +259,8 @@ def main(args: argparse.Namespace) -> list[dict]:
                           unroll=unroll)
             rows.append(row)
             print(f"T={T} {name}: temp {row['temp_mib']:.1f} MiB"
-                  + (f", {row['step_ms']:.2f} ms" if "step_ms" in row else ""), flush=True)
+                  + (f", {row['step_ms']:.2f} ms ({row['step_ms_batched']:.2f} ms back-to-back)"
+                     if "step_ms" in row else ""), flush=True)
     print()
     print(table(rows))
     if args.buffers:
